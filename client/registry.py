@@ -1,0 +1,374 @@
+"""What data scientists import: AsyncCardRegistry and its sync twin CardRegistry.
+
+Registration publishes a RegisterCard command to Kafka (addresses come from the API's
+/api/v1/config, so OPSML_TRACKING_URI is the only setting), then long-polls the API for the
+outcome, which the API learns through Postgres LISTEN/NOTIFY. When `register_card` returns, the
+card is projected: a following `list_cards` sees it (read-your-writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import getpass
+import threading
+import time
+import weakref
+from collections.abc import Coroutine
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+from uuid import UUID, uuid4
+
+import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
+from registry_core.contracts.codec import encode
+from registry_core.contracts.http import CardList, CardOut, ClientConfig, CommandOutcome
+from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY, Card, RegistryType
+from registry_core.domain.commands import RegisterCard
+from registry_core.domain.errors import (
+    CardNotFound,
+    InvalidCommand,
+    RegistryError,
+    WrongRegistry,
+    error_from_code,
+)
+from registry_core.domain.versioning import VersionType
+from registry_core.settings import ClientSettings
+
+T = TypeVar("T")
+WAIT_SLICE_SECONDS = 25.0
+
+
+def _registry_type(value: str | RegistryType) -> RegistryType:
+    try:
+        return RegistryType(value)
+    except ValueError:
+        known = ", ".join(r.value for r in RegistryType)
+        raise WrongRegistry(f"unknown registry {value!r}; choose one of: {known}") from None
+
+
+def _actor() -> str | None:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return None
+
+
+class AsyncCardRegistry:
+    """A typed registry (`"run"`, `"data"`, `"model"`) for one event loop."""
+
+    def __init__(
+        self,
+        registry_type: str | RegistryType,
+        *,
+        tracking_uri: str | None = None,
+        settings: ClientSettings | None = None,
+    ) -> None:
+        self.registry_type = _registry_type(registry_type)
+        self.card_class = CARD_CLASS_FOR_REGISTRY[self.registry_type]
+        self.settings = settings or ClientSettings()
+        self.tracking_uri = (tracking_uri or self.settings.tracking_uri).rstrip("/")
+        self._http = httpx.AsyncClient(
+            base_url=self.tracking_uri, timeout=self.settings.request_timeout_seconds
+        )
+        self._config: ClientConfig | None = None
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+
+    async def __aenter__(self) -> AsyncCardRegistry:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+        await self._http.aclose()
+
+    # ---- plumbing ---------------------------------------------------------------------------
+
+    async def _get(self, path: str, **params: Any) -> httpx.Response:
+        clean = {k: (str(v) if isinstance(v, UUID) else v) for k, v in params.items() if v is not None}
+        try:
+            resp = await self._http.get(path, params=clean)
+        except httpx.TransportError as exc:
+            raise RegistryUnavailable(
+                f"cannot reach the registry at {self.tracking_uri} ({exc.__class__.__name__}:"
+                f" {exc}); is OPSML_TRACKING_URI right and the server (e.g. `opsml dev`) running?"
+            ) from exc
+        if resp.status_code >= 400:
+            try:
+                body = resp.json()
+            except ValueError:
+                body = {"detail": resp.text}
+            detail = body.get("detail")
+            if isinstance(detail, list):  # FastAPI validation errors
+                detail = "; ".join(
+                    f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail
+                )
+            if resp.status_code == 404 and not body.get("error_code"):
+                raise CardNotFound(str(detail))
+            if resp.status_code >= 500:
+                raise RegistryUnavailable(f"registry error {resp.status_code}: {detail}")
+            raise error_from_code(body.get("error_code"), str(detail))
+        return resp
+
+    async def config(self) -> ClientConfig:
+        if self._config is None:
+            self._config = ClientConfig.model_validate((await self._get("/api/v1/config")).json())
+        return self._config
+
+    async def _get_producer(self) -> AIOKafkaProducer:
+        async with self._producer_lock:
+            if self._producer is None:
+                cfg = await self.config()
+                servers = self.settings.kafka_bootstrap_servers_override or cfg.kafka.bootstrap_servers
+                producer = AIOKafkaProducer(
+                    bootstrap_servers=servers,
+                    acks="all",
+                    enable_idempotence=False,
+                    linger_ms=0,
+                    security_protocol=cfg.kafka.security_protocol,
+                    max_request_size=cfg.kafka.max_message_bytes + 65_536,
+                    request_timeout_ms=int(self.settings.request_timeout_seconds * 1000),
+                )
+                try:
+                    await producer.start()
+                except KafkaError as exc:
+                    await producer.stop()
+                    raise RegistryUnavailable(
+                        f"cannot reach the registry's Kafka at {servers}: {exc}"
+                    ) from exc
+                self._producer = producer
+            return self._producer
+
+    # ---- commands ---------------------------------------------------------------------------
+
+    def _command_for(
+        self, card: Card, version_type: str | VersionType, version: str | None
+    ) -> RegisterCard:
+        if not isinstance(card, self.card_class):
+            raise WrongRegistry(
+                f"a {type(card).__name__} cannot be registered in the"
+                f" {self.registry_type.value!r} registry, which holds {self.card_class.__name__}s"
+            )
+        if card.uid is not None:
+            raise AlreadyRegistered(
+                f"{card.space}/{card.name} is already registered as version {card.version}"
+                f" (uid {card.uid}); create a new card to register a new version"
+            )
+        try:
+            vtype = VersionType(version_type)
+        except ValueError:
+            known = ", ".join(v.value for v in VersionType)
+            raise InvalidCommand(f"unknown version_type {version_type!r}; choose one of: {known}") from None
+        return RegisterCard(
+            command_id=uuid4(),
+            issued_at=datetime.now(UTC),
+            actor=_actor(),
+            registry=self.registry_type,
+            space=card.space,
+            name=card.name,
+            card_type=card.card_type,
+            version_type=vtype,
+            version=version,
+            tags=card.tags,
+            description=card.description,
+            metadata=card.metadata,
+            attributes=card.attributes(),
+        )
+
+    async def publish(self, command: RegisterCard) -> None:
+        """Publish a command without waiting for its outcome (see `wait_for`)."""
+        cfg = await self.config()
+        payload = encode(command)
+        if len(payload) > cfg.kafka.max_message_bytes:
+            raise InvalidCommand(
+                f"the card's metadata is {len(payload)} bytes, over the registry's"
+                f" {cfg.kafka.max_message_bytes}-byte limit; store large content as artifacts"
+            )
+        producer = await self._get_producer()
+        try:
+            await producer.send_and_wait(
+                cfg.kafka.commands_topic, payload, key=command.key.encode(), partition=0
+            )
+        except KafkaError as exc:
+            raise RegistryUnavailable(f"publishing the command failed: {exc}") from exc
+
+    async def wait_for(self, command_id: UUID, timeout: float | None = None) -> CommandOutcome:
+        """Block until the sequencer has decided (and projected) the command."""
+        deadline = time.monotonic() + (timeout or self.settings.register_timeout_seconds)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise RegistrationTimeout(
+                    f"no outcome for command {command_id} yet; it may still be applied (is the"
+                    " worker running?). Check later with GET /api/v1/commands/{command_id}"
+                )
+            resp = await self._get(
+                f"/api/v1/commands/{command_id}", wait=round(min(left, WAIT_SLICE_SECONDS), 3)
+            )
+            outcome = CommandOutcome.model_validate(resp.json())
+            if outcome.status != "pending":
+                return outcome
+
+    async def register_card(
+        self,
+        card: Card,
+        version_type: str | VersionType = VersionType.MINOR,
+        version: str | None = None,
+    ) -> Card:
+        """Register `card`; on return `card.version` and `card.uid` are set and the card is
+        visible to every query."""
+        command = self._command_for(card, version_type, version)
+        await self.publish(command)
+        outcome = await self.wait_for(command.command_id)
+        if outcome.status == "rejected":
+            raise error_from_code(outcome.error_code, outcome.reason or "command rejected")
+        assert outcome.card is not None
+        card.version = outcome.card.version
+        card.uid = outcome.card.uid
+        card.created_at = outcome.card.created_at
+        return card
+
+    # ---- queries ----------------------------------------------------------------------------
+
+    async def list_records(
+        self,
+        *,
+        space: str | None = None,
+        name: str | None = None,
+        version: str | None = None,
+        uid: UUID | str | None = None,
+        limit: int = 100,
+    ) -> list[CardOut]:
+        resp = await self._get(
+            "/api/v1/cards",
+            registry=self.registry_type.value,
+            space=space,
+            name=name,
+            version=version,
+            uid=uid,
+            limit=limit,
+        )
+        return CardList.model_validate(resp.json()).cards
+
+    async def list_cards(
+        self,
+        *,
+        space: str | None = None,
+        name: str | None = None,
+        version: str | None = None,
+        uid: UUID | str | None = None,
+        limit: int = 100,
+    ) -> list[Card]:
+        """Cards of this registry matching every filter, newest version first."""
+        records = await self.list_records(space=space, name=name, version=version, uid=uid, limit=limit)
+        return [r.to_card() for r in records]
+
+    async def load_card(
+        self,
+        *,
+        uid: UUID | str | None = None,
+        space: str | None = None,
+        name: str | None = None,
+        version: str | None = None,
+    ) -> Card:
+        """One card: by uid, or the newest version matching space/name/version."""
+        if uid is None and name is None:
+            raise InvalidCommand("load_card needs a uid, or a name (with space, optionally version)")
+        if uid is not None:
+            record = CardOut.model_validate((await self._get(f"/api/v1/cards/{uid}")).json())
+            if record.registry != self.registry_type:
+                raise WrongRegistry(
+                    f"card {uid} is in the {record.registry.value!r} registry, not"
+                    f" {self.registry_type.value!r}"
+                )
+            return record.to_card()
+        found = await self.list_records(space=space, name=name, version=version, limit=1)
+        if not found:
+            wanted = f"{space or '*'}/{name}" + (f" version {version}" if version else "")
+            raise CardNotFound(f"no {self.registry_type.value} card {wanted}")
+        return found[0].to_card()
+
+
+class _LoopThread:
+    """One background event loop per process, so the sync API works even where a loop is
+    already running (Jupyter)."""
+
+    _lock = threading.Lock()
+    _instance: _LoopThread | None = None
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="opsml-client", daemon=True)
+        self.thread.start()
+        self.open: weakref.WeakSet[AsyncCardRegistry] = weakref.WeakSet()
+        atexit.register(self._close_all)
+
+    def _close_all(self) -> None:
+        """Registries nobody closed still flush and disconnect cleanly at interpreter exit."""
+        for reg in list(self.open):
+            try:
+                self.run(reg.close())
+            except Exception:
+                pass
+
+    @classmethod
+    def get(cls) -> _LoopThread:
+        with cls._lock:
+            if cls._instance is None:
+                cls._instance = _LoopThread()
+            return cls._instance
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+class CardRegistry:
+    """The synchronous registry: the same methods as AsyncCardRegistry, blocking."""
+
+    def __init__(
+        self,
+        registry_type: str | RegistryType,
+        *,
+        tracking_uri: str | None = None,
+        settings: ClientSettings | None = None,
+    ) -> None:
+        self._runner = _LoopThread.get()
+
+        async def make() -> AsyncCardRegistry:
+            return AsyncCardRegistry(registry_type, tracking_uri=tracking_uri, settings=settings)
+
+        self._async = self._runner.run(make())
+        self._runner.open.add(self._async)
+        self.registry_type = self._async.registry_type
+
+    def __enter__(self) -> CardRegistry:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._runner.open.discard(self._async)
+        self._runner.run(self._async.close())
+
+    def register_card(
+        self, card: Card, version_type: str | VersionType = VersionType.MINOR, version: str | None = None
+    ) -> Card:
+        return self._runner.run(self._async.register_card(card, version_type, version))
+
+    def list_cards(self, **filters: Any) -> list[Card]:
+        return self._runner.run(self._async.list_cards(**filters))
+
+    def load_card(self, **filters: Any) -> Card:
+        return self._runner.run(self._async.load_card(**filters))
+
+
+__all__ = ["AsyncCardRegistry", "CardRegistry", "RegistryError"]

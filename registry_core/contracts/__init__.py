@@ -1,0 +1,1 @@
+"""Wire contracts shared by the worker, the API and the client: the codec and the HTTP models."""

@@ -1,0 +1,55 @@
+"""HTTP response models of the read API (shared with the client)."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel
+
+from registry_core.domain.cards import CardRecord
+
+
+class KafkaConfig(BaseModel):
+    bootstrap_servers: str
+    commands_topic: str
+    events_topic: str
+    security_protocol: str = "PLAINTEXT"
+    max_message_bytes: int
+
+
+class ClientConfig(BaseModel):
+    """Everything a client needs besides OPSML_TRACKING_URI."""
+
+    api_version: Literal["v1"] = "v1"
+    server_version: str
+    kafka: KafkaConfig
+
+
+class CardOut(CardRecord):
+    event_offset: int
+
+
+class CardList(BaseModel):
+    cards: list[CardOut]
+
+
+class CommandOutcome(BaseModel):
+    command_id: UUID
+    status: Literal["pending", "registered", "rejected"]
+    uid: UUID | None = None
+    version: str | None = None
+    error_code: str | None = None
+    reason: str | None = None
+    event_offset: int | None = None
+    card: CardOut | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    database: bool
+    sequencer: dict[str, int | None]
+
+
+class ErrorBody(BaseModel):
+    detail: str

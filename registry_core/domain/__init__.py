@@ -1,0 +1,46 @@
+"""The pure domain: cards, names, semver rules, commands, events, decide/evolve, errors.
+
+Imports nothing that does I/O (no asyncpg, aiokafka, boto, clocks or randomness).
+"""
+
+from registry_core.domain.cards import (
+    CARD_CLASS_FOR_REGISTRY,
+    CARD_CLASSES,
+    Card,
+    CardRecord,
+    DataCard,
+    ModelCard,
+    RegistryType,
+    RunCard,
+    card_key,
+)
+from registry_core.domain.commands import RegisterCard
+from registry_core.domain.decider import INITIAL_STATE, Context, NameState, decide, evolve, handle
+from registry_core.domain.errors import RegistryError
+from registry_core.domain.events import CardRegistered, CommandRejected, Event, SequencerStarted
+from registry_core.domain.versioning import VersionType
+
+__all__ = [
+    "CARD_CLASSES",
+    "CARD_CLASS_FOR_REGISTRY",
+    "INITIAL_STATE",
+    "Card",
+    "CardRecord",
+    "CardRegistered",
+    "CommandRejected",
+    "Context",
+    "DataCard",
+    "Event",
+    "ModelCard",
+    "NameState",
+    "RegisterCard",
+    "RegistryError",
+    "RegistryType",
+    "RunCard",
+    "SequencerStarted",
+    "VersionType",
+    "card_key",
+    "decide",
+    "evolve",
+    "handle",
+]

@@ -1,0 +1,86 @@
+"""Domain errors: one base class, small subclasses, each with a stable code and a helpful message.
+
+The code travels in `CommandRejected.error_code` so a client can re-raise the same class on its
+side; the docstring is the default message.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class RegistryError(Exception):
+    """The registry could not do what was asked."""
+
+    code: ClassVar[str] = "registry_error"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or self.code).strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidName(RegistryError, ValueError):
+    """A space or name is not valid: use 1-64 lowercase letters, digits and '-', starting and
+    ending with a letter or digit."""
+
+    code = "invalid_name"
+
+
+class InvalidCommand(RegistryError, ValueError):
+    """The command is malformed: it does not match the RegisterCard schema."""
+
+    code = "invalid_command"
+
+
+class UnsupportedSchemaVersion(RegistryError):
+    """The message was written with a schema version this worker does not know; upgrade the
+    worker or the client so that they agree."""
+
+    code = "unsupported_schema_version"
+
+
+class VersionConflict(RegistryError):
+    """That version is already registered for this card name."""
+
+    code = "version_conflict"
+
+
+class InvalidVersion(RegistryError, ValueError):
+    """The version string is not a valid semantic version."""
+
+    code = "invalid_version"
+
+
+class WrongRegistry(RegistryError, TypeError):
+    """The card type does not belong in this registry."""
+
+    code = "wrong_registry"
+
+
+class CardNotFound(RegistryError, LookupError):
+    """No card matches the given uid or filters."""
+
+    code = "card_not_found"
+
+
+ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
+    cls.code: cls
+    for cls in (
+        RegistryError,
+        InvalidName,
+        InvalidCommand,
+        UnsupportedSchemaVersion,
+        VersionConflict,
+        InvalidVersion,
+        WrongRegistry,
+        CardNotFound,
+    )
+}
+
+
+def error_from_code(code: str | None, message: str) -> RegistryError:
+    """Rebuild a domain error from its wire code (unknown codes fall back to the base class)."""
+    return ERRORS_BY_CODE.get(code or "", RegistryError)(message)

@@ -1,0 +1,65 @@
+"""Events (pure): immutable facts the sequencer publishes to `opsml.events`. Wire contract.
+
+Every event carries `event_id`, the `command_id` that caused it, `occurred_at`, `schema_version`,
+the sequencer `epoch` that wrote it (a fencing token, see docs/architecture.md) and the offset of
+the command in `opsml.commands` (so catching up on events also advances the command position).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+from uuid import UUID, uuid5
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from registry_core.domain.cards import CardRecord, RegistryType
+
+EVENT_SCHEMA_VERSION = 1
+
+# Fixed namespace: UIDs and event ids are uuid5(namespace, command_id ...), stable forever.
+OPSML_NAMESPACE = UUID("5b0f3f2e-8d4e-4c55-9a55-6f70736d6c00")
+
+
+def uid_for_command(command_id: UUID) -> UUID:
+    """The card UID a RegisterCard command produces: same command, same UID."""
+    return uuid5(OPSML_NAMESPACE, f"card:{command_id}")
+
+
+def event_id_for(command_id: UUID, epoch: int, index: int = 0) -> UUID:
+    return uuid5(OPSML_NAMESPACE, f"event:{command_id}:{epoch}:{index}")
+
+
+class EventBase(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = EVENT_SCHEMA_VERSION
+    event_id: UUID
+    command_id: UUID
+    occurred_at: datetime
+    epoch: int = Field(ge=0)
+    command_offset: int | None = None
+
+
+class CardRegistered(EventBase):
+    type: Literal["card_registered"] = "card_registered"
+    card: CardRecord
+
+
+class CommandRejected(EventBase):
+    type: Literal["command_rejected"] = "command_rejected"
+    error_code: str
+    reason: str
+    registry: RegistryType | None = None
+    space: str | None = None
+    name: str | None = None
+
+
+class SequencerStarted(EventBase):
+    """A sequencer took the lock with a new epoch. Events of older epochs after this marker are
+    ignored by every projection (a fenced-off worker that kept publishing)."""
+
+    type: Literal["sequencer_started"] = "sequencer_started"
+
+
+Event = Annotated[CardRegistered | CommandRejected | SequencerStarted, Field(discriminator="type")]

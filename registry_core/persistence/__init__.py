@@ -1,0 +1,1 @@
+"""Postgres (asyncpg): migrations, named queries, the read model and the projection."""

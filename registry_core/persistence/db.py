@@ -1,0 +1,116 @@
+"""Connections, named queries and forward-only migrations."""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+from typing import Any
+
+import asyncpg
+import orjson
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# Advisory lock keys (two-int form, namespace 0x0p5 "opsml").
+LOCK_NAMESPACE = 0x0905
+MIGRATION_LOCK = 1
+SEQUENCER_LOCK = 2
+
+
+def _load_queries() -> dict[str, str]:
+    text = resources.files("registry_core.persistence").joinpath("queries/registry.sql").read_text()
+    queries: dict[str, str] = {}
+    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
+        name, _, body = block.partition("\n")
+        queries[name.strip()] = body.strip()
+    return queries
+
+
+Q = _load_queries()
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("jsonb", "json"):
+        await conn.set_type_codec(
+            typ,
+            encoder=lambda v: orjson.dumps(v).decode() if not isinstance(v, str) else v,
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn, **kwargs)
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, **kwargs: Any) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, init=_init_connection, **kwargs)
+    assert pool is not None
+    return pool
+
+
+def migration_files() -> list[tuple[int, str, str]]:
+    root = resources.files("registry_core.persistence").joinpath("migrations")
+    found = []
+    for entry in root.iterdir():
+        m = re.fullmatch(r"(\d{4})_([a-z0-9_]+)\.sql", entry.name)
+        if m:
+            found.append((int(m.group(1)), m.group(2), entry.read_text()))
+    return sorted(found)
+
+
+async def migrate(conn: asyncpg.Connection) -> list[int]:
+    """Apply pending migrations in order, each in its own transaction. Safe to run concurrently
+    from several processes (serialised by an advisory lock)."""
+    applied_now: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_NAMESPACE, MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migration_files():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
+                )
+            applied_now.append(version)
+            log.info("migration applied", version=version, name=name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_NAMESPACE, MIGRATION_LOCK)
+    return applied_now
+
+
+async def ensure_database(dsn: str) -> bool:
+    """Create the database named in `dsn` if it does not exist (connecting to `postgres`).
+    Returns True when it was created."""
+    try:
+        conn = await asyncpg.connect(dsn)
+    except asyncpg.InvalidCatalogNameError:
+        pass
+    else:
+        await conn.close()
+        return False
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(dsn)
+    dbname = parts.path.lstrip("/")
+    if not re.fullmatch(r"[A-Za-z0-9_]+", dbname):
+        raise ValueError(f"refusing to create a database with name {dbname!r}")
+    admin = await asyncpg.connect(urlunsplit(parts._replace(path="/postgres")))
+    try:
+        await admin.execute(f'CREATE DATABASE "{dbname}"')  # identifier checked above
+    except asyncpg.DuplicateDatabaseError:
+        return False
+    finally:
+        await admin.close()
+    log.info("database created", database=dbname)
+    return True

@@ -1,0 +1,121 @@
+"""The projection: events -> read tables, event archive, command outcomes and tracking, in ONE
+transaction per batch, so a crash leaves either all of a batch or none of it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+
+from registry_core.domain.events import CardRegistered, CommandRejected, Event
+from registry_core.domain.versioning import sort_parts
+from registry_core.persistence.db import Q
+
+NOTIFY_CHUNK = 200  # command ids per NOTIFY payload (payloads are limited to 8000 bytes)
+
+
+class Fenced(RuntimeError):
+    """Another sequencer claimed a newer epoch: this one must stop writing."""
+
+
+@dataclass(frozen=True)
+class Tracking:
+    command_offset: int
+    event_offset: int
+    max_epoch: int
+    claimed_epoch: int
+
+
+@dataclass(frozen=True)
+class LoggedEvent:
+    offset: int
+    event: Event
+    applied: bool
+
+
+def card_row(event: CardRegistered, offset: int) -> tuple[object, ...]:
+    c = event.card
+    major, minor, patch, pre_key = sort_parts(c.version)
+    return (
+        c.uid, c.registry.value, c.space, c.name, c.version, major, minor, patch, pre_key,
+        c.card_type, c.tags, c.description, c.metadata, c.attributes, c.status, c.created_at,
+        c.command_id, c.actor, offset,
+    )  # fmt: skip
+
+
+def outcome_row(event: Event, offset: int) -> tuple[object, ...] | None:
+    if isinstance(event, CardRegistered):
+        c = event.card
+        return (
+            event.command_id, "registered", c.uid, c.version, None, None, c.registry.value,
+            c.space, c.name, event.command_offset, offset, event.occurred_at,
+        )  # fmt: skip
+    if isinstance(event, CommandRejected):
+        return (
+            event.command_id, "rejected", None, None, event.error_code, event.reason,
+            event.registry.value if event.registry else None, event.space, event.name,
+            event.command_offset, offset, event.occurred_at,
+        )  # fmt: skip
+    return None
+
+
+async def project(
+    conn: asyncpg.Connection,
+    *,
+    tracking_name: str,
+    epoch: int | None,
+    events: Sequence[LoggedEvent],
+    command_offset: int = -1,
+) -> None:
+    """Write a batch. `epoch` is the writer's claimed epoch (None for a replay, which is not
+    fenced). Raises Fenced when a newer sequencer has claimed the registry."""
+    async with conn.transaction():
+        row = await conn.fetchrow(Q["lock_tracking"], tracking_name)
+        if row is None:
+            raise RuntimeError(f"no tracking row {tracking_name!r}: claim an epoch first")
+        if epoch is not None and row["claimed_epoch"] != epoch:
+            raise Fenced(f"epoch {epoch} was superseded by {row['claimed_epoch']}")
+
+        archive, cards, outcomes = [], [], []
+        max_epoch, max_offset, max_cmd = row["max_epoch"], row["event_offset"], command_offset
+        notify: list[str] = []
+        for item in events:
+            ev = item.event
+            archive.append(
+                (item.offset, ev.event_id, ev.type, ev.command_id, ev.epoch, ev.schema_version,
+                 item.applied, ev.occurred_at, orjson.dumps(ev.model_dump(mode="json")).decode())
+            )  # fmt: skip
+            max_offset = max(max_offset, item.offset)
+            if not item.applied:
+                continue
+            max_epoch = max(max_epoch, ev.epoch)
+            if ev.command_offset is not None:
+                max_cmd = max(max_cmd, ev.command_offset)
+            if isinstance(ev, CardRegistered):
+                cards.append(card_row(ev, item.offset))
+            out = outcome_row(ev, item.offset)
+            if out is not None:
+                outcomes.append(out)
+                notify.append(str(ev.command_id))
+        if archive:
+            await conn.executemany(Q["insert_event"], archive)
+        if cards:
+            await conn.executemany(Q["insert_card"], cards)
+        if outcomes:
+            await conn.executemany(Q["insert_outcome"], outcomes)
+        await conn.execute(Q["update_tracking"], tracking_name, max_cmd, max_offset, max_epoch)
+        if notify:
+            chunks = [",".join(notify[i : i + NOTIFY_CHUNK]) for i in range(0, len(notify), NOTIFY_CHUNK)]
+            await conn.execute(Q["notify_outcomes"], chunks)
+
+
+async def get_tracking(conn: asyncpg.Connection, name: str) -> Tracking | None:
+    row = await conn.fetchrow(Q["get_tracking"], name)
+    return Tracking(**dict(row)) if row else None
+
+
+async def claim_epoch(conn: asyncpg.Connection, name: str) -> Tracking:
+    row = await conn.fetchrow(Q["claim_epoch"], name)
+    return Tracking(**dict(row))

