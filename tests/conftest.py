@@ -1,0 +1,133 @@
+"""Shared fixtures: real Postgres databases, real Tansu brokers and real worker/API processes,
+all on loopback, created per test and removed afterwards."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+
+from workers import procs
+from workers.dev import start_tansu
+
+ADMIN_URL = os.environ.get(
+    "OPSML_TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _db_url(name: str) -> str:
+    parts = urlsplit(ADMIN_URL)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+@pytest.fixture
+async def database_url() -> AsyncIterator[str]:
+    """A throw-away database on the local Postgres server."""
+    name = f"opsml_t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    yield _db_url(name)
+    admin = await asyncpg.connect(ADMIN_URL)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture
+def kafka(tmp_path: Path) -> Iterator[str]:
+    """A fresh in-memory Tansu broker on a free loopback port; yields bootstrap servers."""
+    (port,) = procs.free_ports(1)
+    proc = start_tansu(port, log_path=tmp_path / "tansu.out")
+    yield f"127.0.0.1:{port}"
+    procs.stop(proc)
+
+
+@dataclass
+class Stack:
+    """Worker and API processes of one test, talking to that test's database and broker."""
+
+    database_url: str
+    bootstrap: str
+    logs: Path
+    api_port: int = 0
+    workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    api: subprocess.Popen[bytes] | None = None
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "OPSML_DATABASE_URL": self.database_url,
+            "OPSML_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+            "OPSML_LOG_FORMAT": "console",
+            "OPSML_LOCK_RETRY_SECONDS": "0.1",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def start_worker(self, **extra_env: str) -> subprocess.Popen[bytes]:
+        n = len(self.workers)
+        proc = procs.spawn(
+            [sys.executable, "-m", "workers.cli", "worker"],
+            env={**self.env, **extra_env},
+            log_path=self.logs / f"worker{n}.log",
+        )
+        self.workers.append(proc)
+        return proc
+
+    def worker_log(self, n: int = 0) -> str:
+        return (self.logs / f"worker{n}.log").read_text()
+
+    def start_api(self) -> None:
+        (self.api_port,) = procs.free_ports(1)
+        self.api = procs.spawn(
+            [sys.executable, "-m", "workers.cli", "api", "--port", str(self.api_port)],
+            env=self.env,
+            log_path=self.logs / "api.log",
+        )
+        procs.wait_port("127.0.0.1", self.api_port, 30, self.api)
+
+    async def wait_active(self, epoch: int = 1, timeout: float = 30) -> float:
+        """Wait until a sequencer with at least `epoch` is active; returns seconds waited."""
+        t0 = time.monotonic()
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            while time.monotonic() - t0 < timeout:
+                resp = await http.get("/healthz")
+                if resp.status_code == 200 and (resp.json()["sequencer"]["epoch"] or 0) >= epoch:
+                    # the epoch is claimed before catch-up; give the consumer a moment to seek
+                    return time.monotonic() - t0
+                await asyncio.sleep(0.02)
+        raise TimeoutError(f"no active sequencer with epoch >= {epoch}")
+
+    def stop(self) -> None:
+        for proc in [*self.workers, *([self.api] if self.api else [])]:
+            procs.stop(proc)
+
+
+@pytest.fixture
+async def stack(database_url: str, kafka: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    s = Stack(database_url, kafka, tmp_path)
+    try:
+        s.start_worker()
+        s.start_api()
+        await s.wait_active()
+        yield s
+    finally:
+        s.stop()
