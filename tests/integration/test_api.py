@@ -1,0 +1,70 @@
+"""The read API over HTTP: docs, health, config, filters and clear errors."""
+
+from __future__ import annotations
+
+import uuid
+
+import httpx
+import pytest
+
+from client import AsyncCardRegistry, DataCard, RunCard
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_docs_health_and_config(stack: Stack) -> None:
+    async with httpx.AsyncClient(base_url=stack.url) as http:
+        assert (await http.get("/docs")).status_code == 200
+        spec = (await http.get("/openapi.json")).json()
+        for path in ("/healthz", "/api/v1/config", "/api/v1/cards", "/api/v1/cards/{uid}",
+                     "/api/v1/commands/{command_id}"):  # fmt: skip
+            assert path in spec["paths"]
+        health = (await http.get("/healthz")).json()
+        assert health["status"] == "ok" and health["sequencer"]["epoch"] == 1
+        cfg = (await http.get("/api/v1/config")).json()
+        assert cfg["kafka"]["bootstrap_servers"] == stack.bootstrap
+        assert cfg["kafka"]["commands_topic"] == "opsml.commands"
+        assert cfg["kafka"]["events_topic"] == "opsml.events"
+
+
+async def test_filters_and_newest_first_by_precedence(stack: Stack) -> None:
+    async with AsyncCardRegistry("run", tracking_uri=stack.url) as runs:
+        for v in ("1.2.0", "1.10.0", "1.9.0", "2.0.0-rc.1", "1.100.0"):
+            await runs.register_card(RunCard(space="a", name="x"), version=v)
+        await runs.register_card(RunCard(space="b", name="x"))
+    async with AsyncCardRegistry("data", tracking_uri=stack.url) as data:
+        await data.register_card(DataCard(space="a", name="x"))
+    async with httpx.AsyncClient(base_url=stack.url) as http:
+        body = (await http.get("/api/v1/cards", params={"registry": "run", "space": "a", "name": "x"})).json()
+        assert [c["version"] for c in body["cards"]] == ["2.0.0-rc.1", "1.100.0", "1.10.0", "1.9.0", "1.2.0"]
+        two = (await http.get("/api/v1/cards", params={"registry": "run", "space": "a", "limit": 2})).json()
+        assert len(two["cards"]) == 2
+        all_x = (await http.get("/api/v1/cards", params={"name": "x"})).json()["cards"]
+        assert {(c["registry"], c["space"]) for c in all_x} == {("run", "a"), ("run", "b"), ("data", "a")}
+        exact = (await http.get("/api/v1/cards", params={"space": "a", "version": "1.10.0"})).json()
+        assert [c["version"] for c in exact["cards"]] == ["1.10.0"]
+        uid = exact["cards"][0]["uid"]
+        one = (await http.get(f"/api/v1/cards/{uid}")).json()
+        assert one["version"] == "1.10.0" and one["event_offset"] > 0
+
+
+@pytest.mark.parametrize(
+    ("path", "params", "status", "needle"),
+    [
+        (f"/api/v1/cards/{uuid.uuid4()}", {}, 404, "no card with uid"),
+        ("/api/v1/cards/not-a-uuid", {}, 422, "uuid"),
+        ("/api/v1/cards", {"registry": "nope"}, 422, "registry"),
+        ("/api/v1/cards", {"name": "Bad Name"}, 422, "is invalid"),
+        ("/api/v1/cards", {"space": "x'; DROP TABLE cards; --"}, 422, "is invalid"),
+        ("/api/v1/cards", {"version": "1.x"}, 422, "not a semantic version"),
+        ("/api/v1/cards", {"limit": 0}, 422, "limit"),
+        ("/api/v1/commands/not-a-uuid", {}, 422, "uuid"),
+        ("/api/v1/commands/" + str(uuid.uuid4()), {"wait": 999}, 422, "wait"),
+    ],
+)
+async def test_clear_errors(stack: Stack, path: str, params: dict, status: int, needle: str) -> None:
+    async with httpx.AsyncClient(base_url=stack.url) as http:
+        resp = await http.get(path, params=params)
+    assert resp.status_code == status, resp.text
+    assert needle in resp.text.lower()
