@@ -41,7 +41,12 @@ def dev(
     from workers.dev import run_dev
 
     _settings()
-    raise typer.Exit(asyncio.run(run_dev(host, port, data_dir, database_url, demo)))
+    try:
+        code = asyncio.run(run_dev(host, port, data_dir, database_url, demo))
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
 
 
 @app.command()

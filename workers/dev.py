@@ -33,6 +33,10 @@ ARTIFACT_BUCKET = "opsml-artifacts"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/opsml"
 
 
+class DevStackError(RuntimeError):
+    """The local stack could not start; the message says why and what to do."""
+
+
 @dataclass
 class S3Server:
     proc: subprocess.Popen[bytes]
@@ -140,12 +144,12 @@ async def _database(database_url: str, data_dir: Path) -> tuple[str, object | No
         return database_url, None
     except (OSError, ConnectionError) as exc:
         if os.environ.get("OPSML_DATABASE_URL"):
-            raise RuntimeError(f"cannot reach Postgres at OPSML_DATABASE_URL: {exc}") from exc
+            raise DevStackError(f"cannot reach Postgres at OPSML_DATABASE_URL: {exc}") from exc
         log.warning("no Postgres on 127.0.0.1:5432; starting an embedded one", error=str(exc))
     try:
         import pgserver  # type: ignore[import-not-found]
     except ImportError as exc:
-        raise RuntimeError(
+        raise DevStackError(
             "no Postgres reachable at 127.0.0.1:5432 and the embedded fallback is not installed:"
             " start Postgres, set OPSML_DATABASE_URL, or pip install pgserver"
         ) from exc
@@ -172,7 +176,9 @@ class DevStack:
 
     async def start(self) -> None:
         if procs.port_open(self.host, self.port):
-            raise RuntimeError(f"{self.host}:{self.port} is already in use: pass --port")
+            raise DevStackError(
+                f"{self.host}:{self.port} is already in use (another `opsml dev`?): pass --port"
+            )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
@@ -221,7 +227,7 @@ class DevStack:
             while time.monotonic() < deadline:
                 for role in ("api", "worker"):
                     if self.children[role].poll() is not None:
-                        raise RuntimeError(
+                        raise DevStackError(
                             f"the {role} exited during start-up; see"
                             f" {self.data_dir / 'logs' / (role + '.log')}"
                         )
@@ -245,7 +251,7 @@ class DevStack:
                     log.warning("child exited; restarting", role=role, code=proc.returncode)
                     self._start_child(role)
                 else:
-                    raise RuntimeError(f"{role} exited with {proc.returncode}; stopping the stack")
+                    raise DevStackError(f"{role} exited with {proc.returncode}; stopping the stack")
             try:
                 await asyncio.wait_for(stop.wait(), 0.5)
             except TimeoutError:
