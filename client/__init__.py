@@ -1,8 +1,8 @@
 """The opsml-registry client: typed card registries (async and sync) and the card classes.
 
-    from client import CardRegistry, RunCard
-    reg = CardRegistry("run")          # OPSML_TRACKING_URI=http://127.0.0.1:8000
-    card = reg.register_card(RunCard(space="demo", name="churn"))
+from client import CardRegistry, RunCard
+reg = CardRegistry("run")          # OPSML_TRACKING_URI=http://127.0.0.1:8000
+card = reg.register_card(RunCard(space="demo", name="churn"))
 """
 
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable

@@ -93,7 +93,9 @@ class AsyncCardRegistry:
     # ---- plumbing ---------------------------------------------------------------------------
 
     async def _get(self, path: str, **params: Any) -> httpx.Response:
-        clean = {k: (str(v) if isinstance(v, UUID) else v) for k, v in params.items() if v is not None}
+        clean = {
+            k: (str(v) if isinstance(v, UUID) else v) for k, v in params.items() if v is not None
+        }
         try:
             resp = await self._http.get(path, params=clean)
         except httpx.TransportError as exc:
@@ -127,7 +129,9 @@ class AsyncCardRegistry:
         async with self._producer_lock:
             if self._producer is None:
                 cfg = await self.config()
-                servers = self.settings.kafka_bootstrap_servers_override or cfg.kafka.bootstrap_servers
+                servers = (
+                    self.settings.kafka_bootstrap_servers_override or cfg.kafka.bootstrap_servers
+                )
                 producer = AIOKafkaProducer(
                     bootstrap_servers=servers,
                     acks="all",
@@ -166,7 +170,9 @@ class AsyncCardRegistry:
             vtype = VersionType(version_type)
         except ValueError:
             known = ", ".join(v.value for v in VersionType)
-            raise InvalidCommand(f"unknown version_type {version_type!r}; choose one of: {known}") from None
+            raise InvalidCommand(
+                f"unknown version_type {version_type!r}; choose one of: {known}"
+            ) from None
         return RegisterCard(
             command_id=uuid4(),
             issued_at=datetime.now(UTC),
@@ -268,7 +274,9 @@ class AsyncCardRegistry:
         limit: int = 100,
     ) -> list[Card]:
         """Cards of this registry matching every filter, newest version first."""
-        records = await self.list_records(space=space, name=name, version=version, uid=uid, limit=limit)
+        records = await self.list_records(
+            space=space, name=name, version=version, uid=uid, limit=limit
+        )
         return [r.to_card() for r in records]
 
     async def load_card(
@@ -281,7 +289,9 @@ class AsyncCardRegistry:
     ) -> Card:
         """One card: by uid, or the newest version matching space/name/version."""
         if uid is None and name is None:
-            raise InvalidCommand("load_card needs a uid, or a name (with space, optionally version)")
+            raise InvalidCommand(
+                "load_card needs a uid, or a name (with space, optionally version)"
+            )
         if uid is not None:
             record = CardOut.model_validate((await self._get(f"/api/v1/cards/{uid}")).json())
             if record.registry != self.registry_type:
@@ -306,7 +316,9 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="opsml-client", daemon=True)
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="opsml-client", daemon=True
+        )
         self.thread.start()
         self.open: weakref.WeakSet[AsyncCardRegistry] = weakref.WeakSet()
         atexit.register(self._close_all)
@@ -360,7 +372,10 @@ class CardRegistry:
         self._runner.run(self._async.close())
 
     def register_card(
-        self, card: Card, version_type: str | VersionType = VersionType.MINOR, version: str | None = None
+        self,
+        card: Card,
+        version_type: str | VersionType = VersionType.MINOR,
+        version: str | None = None,
     ) -> Card:
         return self._runner.run(self._async.register_card(card, version_type, version))
 

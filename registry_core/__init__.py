@@ -1,3 +1,3 @@
-"""opsml-registry core: the domain, wire contracts, persistence and settings shared by every process."""
+"""opsml-registry core: domain, wire contracts, persistence and settings shared by every process."""
 
 __version__ = "0.1.0"

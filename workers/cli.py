@@ -16,7 +16,7 @@ app = typer.Typer(
 )
 
 
-def _settings():  # noqa: ANN202 - imported lazily to keep `opsml --help` fast
+def _settings():
     from registry_core.logging import configure_logging
     from registry_core.settings import get_settings
 
@@ -29,13 +29,18 @@ def _settings():  # noqa: ANN202 - imported lazily to keep `opsml --help` fast
 def dev(
     host: Annotated[str, typer.Option(help="Interface the API listens on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="API port.")] = 8000,
-    data_dir: Annotated[Path, typer.Option(help="Where S3 data, credentials and logs live.")] = Path(
-        ".opsml"
-    ),
+    data_dir: Annotated[
+        Path, typer.Option(help="Where S3 data, credentials and logs live.")
+    ] = Path(".opsml"),
     database_url: Annotated[
-        str, typer.Option(envvar="OPSML_DATABASE_URL", help="Postgres URL (database created if missing).")
+        str,
+        typer.Option(
+            envvar="OPSML_DATABASE_URL", help="Postgres URL (database created if missing)."
+        ),
     ] = "postgresql://postgres@127.0.0.1:5432/opsml",
-    demo: Annotated[bool, typer.Option(help="Register a demo RunCard once the stack is up.")] = False,
+    demo: Annotated[
+        bool, typer.Option(help="Register a demo RunCard once the stack is up.")
+    ] = False,
 ) -> None:
     """Run the whole stack locally: S3 (SeaweedFS), Kafka (Tansu), Postgres, worker and API."""
     from workers.dev import run_dev
@@ -127,7 +132,9 @@ def list_cards(
         raise typer.Exit(1) from None
     table = Table("space", "name", "version", "uid", "created_at", "tags")
     for c in cards:
-        table.add_row(c.space, c.name, c.version or "", str(c.uid), str(c.created_at), str(c.tags or ""))
+        table.add_row(
+            c.space, c.name, c.version or "", str(c.uid), str(c.created_at), str(c.tags or "")
+        )
     Console().print(table)
 
 

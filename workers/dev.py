@@ -201,7 +201,11 @@ class DevStack:
             "OPSML_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
             "OPSML_STORAGE_URI": f"s3://{ARTIFACT_BUCKET}/",
             "OPSML_S3_ENDPOINT_URL": self.s3.endpoint,
-            **{k: v for k, v in self.s3.env().items() if k.startswith("AWS_") and k != "AWS_ENDPOINT"},
+            **{
+                k: v
+                for k, v in self.s3.env().items()
+                if k.startswith("AWS_") and k != "AWS_ENDPOINT"
+            },
         }
         conn = await db.connect(dsn)
         try:
@@ -272,8 +276,12 @@ async def register_demo(tracking_uri: str) -> str:
 
     async with AsyncCardRegistry("run", tracking_uri=tracking_uri) as reg:
         card = await reg.register_card(
-            RunCard(space="demo", name="churn", tags={"source": "opsml dev --demo"},
-                    parameters={"learning_rate": 0.1})  # fmt: skip
+            RunCard(
+                space="demo",
+                name="churn",
+                tags={"source": "opsml dev --demo"},
+                parameters={"learning_rate": 0.1},
+            )
         )
     return f"registered demo RunCard demo/churn version {card.version} (uid {card.uid})"
 

@@ -66,7 +66,9 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> RegisterCard | Undec
         marker = b'"command_id":"'
         at = head.find(marker)
         if at >= 0:
-            cid = _salvage_uuid(head[at + len(marker) : at + len(marker) + 36].decode(errors="replace"))
+            cid = _salvage_uuid(
+                head[at + len(marker) : at + len(marker) + 36].decode(errors="replace")
+            )
         return UndecodableCommand(
             InvalidCommand(
                 f"command is {len(raw)} bytes, over the {max_bytes}-byte limit; large content"

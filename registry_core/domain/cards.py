@@ -34,7 +34,9 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
         raise ValueError(f"at most {MAX_TAGS} tags are allowed, got {len(tags)}")
     for key, value in tags.items():
         if not key or len(key) > MAX_TAG_LENGTH or len(value) > MAX_TAG_LENGTH:
-            raise ValueError(f"tag keys must be 1-{MAX_TAG_LENGTH} characters, values at most as long")
+            raise ValueError(
+                f"tag keys must be 1-{MAX_TAG_LENGTH} characters, values at most as long"
+            )
     return tags
 
 

@@ -21,7 +21,7 @@ from registry_core.domain.cards import (
 from registry_core.domain.names import validate_name
 from registry_core.domain.versioning import VersionType
 
-COMMAND_SCHEMA_VERSION = 1
+COMMAND_SCHEMA_VERSION: Literal[1] = 1
 
 
 class RegisterCard(BaseModel):

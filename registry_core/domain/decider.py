@@ -14,7 +14,7 @@ from uuid import UUID
 
 from pydantic import ValidationError
 
-from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY, CardRecord
+from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY, CardRecord, RegistryType
 from registry_core.domain.commands import RegisterCard
 from registry_core.domain.errors import InvalidCommand, RegistryError, WrongRegistry
 from registry_core.domain.events import (
@@ -104,7 +104,7 @@ def reject(
     error: RegistryError,
     ctx: Context,
     *,
-    registry: str | None = None,
+    registry: RegistryType | None = None,
     space: str | None = None,
     name: str | None = None,
 ) -> CommandRejected:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from registry_core.domain.cards import CardRecord, RegistryType
 
-EVENT_SCHEMA_VERSION = 1
+EVENT_SCHEMA_VERSION: Literal[1] = 1
 
 # Fixed namespace: UIDs and event ids are uuid5(namespace, command_id ...), stable forever.
 OPSML_NAMESPACE = UUID("5b0f3f2e-8d4e-4c55-9a55-6f70736d6c00")

@@ -107,7 +107,9 @@ async def project(
             await conn.executemany(Q["insert_outcome"], outcomes)
         await conn.execute(Q["update_tracking"], tracking_name, max_cmd, max_offset, max_epoch)
         if notify:
-            chunks = [",".join(notify[i : i + NOTIFY_CHUNK]) for i in range(0, len(notify), NOTIFY_CHUNK)]
+            chunks = [
+                ",".join(notify[i : i + NOTIFY_CHUNK]) for i in range(0, len(notify), NOTIFY_CHUNK)
+            ]
             await conn.execute(Q["notify_outcomes"], chunks)
 
 

@@ -30,7 +30,9 @@ class CardFilter:
     limit: int = 100
 
 
-async def list_cards(conn: asyncpg.Connection | asyncpg.Pool, f: CardFilter) -> list[dict[str, Any]]:
+async def list_cards(
+    conn: asyncpg.Connection | asyncpg.Pool, f: CardFilter
+) -> list[dict[str, Any]]:
     where: list[str] = []
     args: list[Any] = []
 

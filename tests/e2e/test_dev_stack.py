@@ -21,8 +21,19 @@ pytestmark = pytest.mark.e2e
 
 def _start(data_dir: Path, port: int, database_url: str, *extra: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "dev", "--port", str(port), "--data-dir",
-         str(data_dir), "--database-url", database_url, *extra],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "dev",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--database-url",
+            database_url,
+            *extra,
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -72,7 +83,10 @@ def test_opsml_dev_registers_persists_and_stops_cleanly(stack_dir: Path, databas
             card = RunCard(space="demo", name="churn")
             reg.register_card(card)
             assert card.version == "1.1.0"
-            assert [c.version for c in reg.list_cards(space="demo", name="churn")] == ["1.1.0", "1.0.0"]
+            assert [c.version for c in reg.list_cards(space="demo", name="churn")] == [
+                "1.1.0",
+                "1.0.0",
+            ]
     finally:
         leftovers = _stop(first)
     assert first.returncode == 0

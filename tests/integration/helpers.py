@@ -29,9 +29,14 @@ def command(**overrides: Any) -> dict[str, Any]:
     return body
 
 
-async def publish_raw(bootstrap: str, *values: bytes | None, key: bytes = b"run/demo/churn") -> None:
+async def publish_raw(
+    bootstrap: str, *values: bytes | None, key: bytes = b"run/demo/churn"
+) -> None:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, enable_idempotence=False, acks="all", max_request_size=4_194_304
+        bootstrap_servers=bootstrap,
+        enable_idempotence=False,
+        acks="all",
+        max_request_size=4_194_304,
     )
     await producer.start()
     try:
@@ -52,7 +57,9 @@ async def outcome(url: str, command_id: str | UUID, wait: float = 20) -> httpx.R
 
 async def read_topic(bootstrap: str, topic: str) -> list[dict[str, Any]]:
     """Every message of a 1-partition topic, read until the high-water mark."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=20
+    )
     await consumer.start()
     tp = TopicPartition(topic, 0)
     out: list[dict[str, Any]] = []

@@ -36,12 +36,26 @@ async def test_filters_and_newest_first_by_precedence(stack: Stack) -> None:
     async with AsyncCardRegistry("data", tracking_uri=stack.url) as data:
         await data.register_card(DataCard(space="a", name="x"))
     async with httpx.AsyncClient(base_url=stack.url) as http:
-        body = (await http.get("/api/v1/cards", params={"registry": "run", "space": "a", "name": "x"})).json()
-        assert [c["version"] for c in body["cards"]] == ["2.0.0-rc.1", "1.100.0", "1.10.0", "1.9.0", "1.2.0"]
-        two = (await http.get("/api/v1/cards", params={"registry": "run", "space": "a", "limit": 2})).json()
+        body = (
+            await http.get("/api/v1/cards", params={"registry": "run", "space": "a", "name": "x"})
+        ).json()
+        assert [c["version"] for c in body["cards"]] == [
+            "2.0.0-rc.1",
+            "1.100.0",
+            "1.10.0",
+            "1.9.0",
+            "1.2.0",
+        ]
+        two = (
+            await http.get("/api/v1/cards", params={"registry": "run", "space": "a", "limit": 2})
+        ).json()
         assert len(two["cards"]) == 2
         all_x = (await http.get("/api/v1/cards", params={"name": "x"})).json()["cards"]
-        assert {(c["registry"], c["space"]) for c in all_x} == {("run", "a"), ("run", "b"), ("data", "a")}
+        assert {(c["registry"], c["space"]) for c in all_x} == {
+            ("run", "a"),
+            ("run", "b"),
+            ("data", "a"),
+        }
         exact = (await http.get("/api/v1/cards", params={"space": "a", "version": "1.10.0"})).json()
         assert [c["version"] for c in exact["cards"]] == ["1.10.0"]
         uid = exact["cards"][0]["uid"]
@@ -63,7 +77,9 @@ async def test_filters_and_newest_first_by_precedence(stack: Stack) -> None:
         ("/api/v1/commands/" + str(uuid.uuid4()), {"wait": 999}, 422, "wait"),
     ],
 )
-async def test_clear_errors(stack: Stack, path: str, params: dict, status: int, needle: str) -> None:
+async def test_clear_errors(
+    stack: Stack, path: str, params: dict, status: int, needle: str
+) -> None:
     async with httpx.AsyncClient(base_url=stack.url) as http:
         resp = await http.get(path, params=params)
     assert resp.status_code == status, resp.text

@@ -19,7 +19,7 @@ from workers import procs
 pytestmark = pytest.mark.integration
 
 
-async def _wait_exit(proc, timeout: float = 30) -> int:  # noqa: ANN001
+async def _wait_exit(proc, timeout: float = 30) -> int:
     deadline = time.monotonic() + timeout
     while proc.poll() is None:
         if time.monotonic() > deadline:
@@ -72,7 +72,7 @@ async def test_sigkill_between_publish_and_projection_loses_and_duplicates_nothi
         assert nxt.version == "1.1.0"
 
         cards = await _fetch(database_url, "SELECT version, command_id FROM cards ORDER BY version")
-        assert [(r["version"], str(r["command_id"])) for r in cards][0] == ("1.0.0", cid)
+        assert (cards[0]["version"], str(cards[0]["command_id"])) == ("1.0.0", cid)
         assert len(cards) == 2
         log = await read_topic(stack.bootstrap, EVENTS)
         assert sum(e.get("command_id") == cid for e in log) == 1  # decided exactly once

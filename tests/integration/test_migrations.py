@@ -42,7 +42,9 @@ async def test_migrations_apply_once_and_give_the_canonical_schema(database_url:
         assert schema == CANONICAL
         indexes = {
             r["indexname"]
-            for r in await conns[0].fetch("SELECT indexname FROM pg_indexes WHERE tablename = 'cards'")
+            for r in await conns[0].fetch(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'cards'"
+            )
         }
         assert {"cards_version_unique", "cards_precedence", "cards_command_unique"} <= indexes
         # the last line of defence holds even against a buggy writer

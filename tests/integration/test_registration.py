@@ -58,7 +58,9 @@ async def test_version_types_and_read_your_writes(stack: Stack) -> None:
             await reg.load_card(space="s", name="nope")
 
 
-def test_sync_registry_matches_the_issue_snippet(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sync_registry_matches_the_issue_snippet(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OPSML_TRACKING_URI", stack.url)
     reg = CardRegistry("run")
     try:
@@ -79,7 +81,9 @@ async def test_bad_input_on_the_client_publishes_nothing(stack: Stack) -> None:
         with pytest.raises(InvalidCommand, match="version_type"):
             await reg.register_card(RunCard(space="demo", name="churn"), version_type="sideways")
         with pytest.raises(InvalidCommand, match="over the registry's"):
-            await reg.register_card(RunCard(space="d", name="n", metadata={"blob": "x" * 2_000_000}))
+            await reg.register_card(
+                RunCard(space="d", name="n", metadata={"blob": "x" * 2_000_000})
+            )
     with pytest.raises(WrongRegistry, match="unknown registry"):
         AsyncCardRegistry("nope", tracking_uri=stack.url)
     assert await read_topic(stack.bootstrap, COMMANDS) == []
@@ -102,7 +106,9 @@ async def test_redelivered_command_yields_one_card(stack: Stack) -> None:
     assert again.json()["uid"] == first.json()["uid"]
     conn = await asyncpg.connect(stack.database_url)
     try:
-        n = await conn.fetchval("SELECT count(*) FROM cards WHERE command_id = $1::uuid", body["command_id"])
+        n = await conn.fetchval(
+            "SELECT count(*) FROM cards WHERE command_id = $1::uuid", body["command_id"]
+        )
         ev = await conn.fetchval(
             "SELECT count(*) FROM event_log WHERE command_id = $1::uuid", body["command_id"]
         )

@@ -31,7 +31,7 @@ def register(**overrides: Any) -> RegisterCard:
     return RegisterCard(**fields)
 
 
-def state_for(key: str, events: list[Event]):  # noqa: ANN201
+def state_for(key: str, events: list[Event]):
     """State is per sequencing key (registry/space/name): fold only that name's events."""
     return fold(e for e in events if isinstance(e, CardRegistered) and e.card.key == key)
 
@@ -62,7 +62,9 @@ def test_three_sequential_registrations() -> None:
     assert versions(given(register(), register(), register())) == ["1.0.0", "1.1.0", "1.2.0"]
 
 
-@pytest.mark.parametrize(("vt", "expected"), [("major", "2.0.0"), ("minor", "1.1.0"), ("patch", "1.0.1")])
+@pytest.mark.parametrize(
+    ("vt", "expected"), [("major", "2.0.0"), ("minor", "1.1.0"), ("patch", "1.0.1")]
+)
 def test_version_types(vt: str, expected: str) -> None:
     history = given(register())
     [event] = decide(register(version_type=vt), fold(history), CTX)

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 import registry_core
@@ -67,7 +67,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(
         title="opsml-registry",
         version=registry_core.__version__,
-        description="Read API of the opsml-registry: cards, client configuration, command outcomes.",
+        description="Read API of opsml-registry: cards, client configuration, command outcomes.",
         lifespan=lifespan,
         responses={422: {"model": ErrorBody}},
     )
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             async with request.app.state.pool.acquire() as conn:
                 tracking = await get_tracking(conn, s.worker_name)
-        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, asyncpg.PostgresError):
             body = Health(status="degraded", database=False, sequencer={})
             return JSONResponse(body.model_dump(), status_code=503)
         seq = {
@@ -135,7 +135,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return CardList(cards=[CardOut(**r) for r in rows])
 
     @app.get(
-        "/api/v1/cards/{uid}", response_model=CardOut, tags=["cards"], responses={404: {"model": ErrorBody}}
+        "/api/v1/cards/{uid}",
+        response_model=CardOut,
+        tags=["cards"],
+        responses={404: {"model": ErrorBody}},
     )
     async def get_card(request: Request, uid: UUID) -> CardOut:
         row = await read.get_card(request.app.state.pool, uid)
@@ -152,7 +155,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def command_outcome(
         request: Request,
         command_id: UUID,
-        wait: Annotated[float, Query(ge=0, le=60, description="seconds to wait for the outcome")] = 0,
+        wait: Annotated[
+            float, Query(ge=0, le=60, description="seconds to wait for the outcome")
+        ] = 0,
     ) -> Any:
         """The outcome of a published command. With `wait`, the request is held until the
         sequencer commits the outcome (woken by LISTEN/NOTIFY) or the wait runs out (202)."""

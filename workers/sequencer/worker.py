@@ -161,7 +161,9 @@ class Sequencer:
             consumer.seek(self.events_tp, start)
             position = start
             while position <= end:
-                got = await consumer.getmany(self.events_tp, timeout_ms=1000, max_records=CATCH_UP_CHUNK)
+                got = await consumer.getmany(
+                    self.events_tp, timeout_ms=1000, max_records=CATCH_UP_CHUNK
+                )
                 batch: list[LoggedEvent] = []
                 for rec in got.get(self.events_tp, []):
                     if rec.offset > end:
@@ -225,9 +227,7 @@ class Sequencer:
         known = {
             r["command_id"] for r in await self.conn.fetch(Q["known_outcomes"], list(set(ids)))
         }
-        await self._load_states(
-            {item.key for _, item in decoded if isinstance(item, RegisterCard)}
-        )
+        await self._load_states({item.key for _, item in decoded if isinstance(item, RegisterCard)})
 
         events: list[Event] = []
         seen: set[UUID] = set()
@@ -248,7 +248,9 @@ class Sequencer:
                 for ev in events
             ]
             metadata = await asyncio.gather(*futures)
-            logged = [LoggedEvent(md.offset, ev, True) for md, ev in zip(metadata, events, strict=True)]
+            logged = [
+                LoggedEvent(md.offset, ev, True) for md, ev in zip(metadata, events, strict=True)
+            ]
         else:
             logged = []
         if self.fault == "after-publish" and events:
@@ -283,10 +285,16 @@ class Sequencer:
         self, item: RegisterCard | UndecodableCommand, cid: UUID, ctx: Context
     ) -> list[Event]:
         if isinstance(item, UndecodableCommand):
-            log.warning("command rejected: undecodable", command_id=str(cid), reason=item.error.message)
+            log.warning(
+                "command rejected: undecodable", command_id=str(cid), reason=item.error.message
+            )
             where: dict[str, Any] = {"registry": None, "space": None, "name": None}
             if item.registry in RegistryType._value2member_map_:
-                where = {"registry": item.registry, "space": item.space, "name": item.name}
+                where = {
+                    "registry": RegistryType(str(item.registry)),
+                    "space": item.space,
+                    "name": item.name,
+                }
             return [reject(cid, item.error, ctx, **where)]
         try:
             state = self.states.get(item.key, INITIAL_STATE)
@@ -295,7 +303,9 @@ class Sequencer:
         except Exception as exc:  # a bug must not turn one message into a stuck worker
             log.exception("command could not be handled", command_id=str(cid))
             error = RegistryError(f"internal error while handling this command: {exc!r}")
-            return [reject(cid, error, ctx, registry=item.registry, space=item.space, name=item.name)]
+            return [
+                reject(cid, error, ctx, registry=item.registry, space=item.space, name=item.name)
+            ]
         for ev in events:
             if isinstance(ev, CardRegistered):
                 log.info(
@@ -319,7 +329,10 @@ class Sequencer:
             self.states.clear()  # the database is the source of truth; the cache is only speed
         parts = [k.split("/", 2) for k in missing]
         rows = await self.conn.fetch(  # type: ignore[union-attr]
-            Q["versions_for_keys"], [p[0] for p in parts], [p[1] for p in parts], [p[2] for p in parts]
+            Q["versions_for_keys"],
+            [p[0] for p in parts],
+            [p[1] for p in parts],
+            [p[2] for p in parts],
         )
         versions: dict[str, set[str]] = {k: set() for k in missing}
         for r in rows:
