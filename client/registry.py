@@ -25,7 +25,14 @@ from aiokafka.errors import KafkaError
 
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
 from registry_core.contracts.codec import encode
-from registry_core.contracts.http import CardList, CardOut, ClientConfig, CommandOutcome
+from registry_core.contracts.http import (
+    MAX_BULK_OUTCOMES,
+    CardList,
+    CardOut,
+    ClientConfig,
+    CommandOutcome,
+    OutcomeList,
+)
 from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY, Card, RegistryType
 from registry_core.domain.commands import RegisterCard
 from registry_core.domain.errors import (
@@ -40,6 +47,7 @@ from registry_core.settings import ClientSettings
 
 T = TypeVar("T")
 WAIT_SLICE_SECONDS = 25.0
+BULK_CHUNK = MAX_BULK_OUTCOMES
 
 
 def _registry_type(value: str | RegistryType) -> RegistryType:
@@ -93,11 +101,18 @@ class AsyncCardRegistry:
     # ---- plumbing ---------------------------------------------------------------------------
 
     async def _get(self, path: str, **params: Any) -> httpx.Response:
+        return await self._request("GET", path, params=params)
+
+    async def _request(
+        self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
+    ) -> httpx.Response:
         clean = {
-            k: (str(v) if isinstance(v, UUID) else v) for k, v in params.items() if v is not None
+            k: (str(v) if isinstance(v, UUID) else v)
+            for k, v in (params or {}).items()
+            if v is not None
         }
         try:
-            resp = await self._http.get(path, params=clean)
+            resp = await self._http.request(method, path, params=clean, json=json)
         except httpx.TransportError as exc:
             raise RegistryUnavailable(
                 f"cannot reach the registry at {self.tracking_uri} ({exc.__class__.__name__}:"
@@ -242,6 +257,59 @@ class AsyncCardRegistry:
         card.created_at = outcome.card.created_at
         return card
 
+    async def register_cards(
+        self,
+        cards: list[Card],
+        version_type: str | VersionType = VersionType.MINOR,
+    ) -> list[CommandOutcome]:
+        """Register many cards fast: publish every command without waiting on each, then wait
+        once. Returns one outcome per card, in order; registered cards get version/uid set,
+        rejected ones are left untouched (their outcome says why) - nothing is raised for them.
+
+        The commands partition is sequenced in order, so once the last command has an outcome
+        every earlier one has too; the rest are fetched in bulk.
+        """
+        commands = [self._command_for(card, version_type, None) for card in cards]
+        if not commands:
+            return []
+        cfg = await self.config()
+        producer = await self._get_producer()
+        payloads = [encode(c) for c in commands]
+        for cmd, payload in zip(commands, payloads, strict=True):
+            if len(payload) > cfg.kafka.max_message_bytes:
+                raise InvalidCommand(
+                    f"{cmd.space}/{cmd.name}: {len(payload)} bytes of metadata, over the"
+                    f" {cfg.kafka.max_message_bytes}-byte limit"
+                )
+        try:
+            acks = [
+                await producer.send(
+                    cfg.kafka.commands_topic, payload, key=cmd.key.encode(), partition=0
+                )
+                for cmd, payload in zip(commands, payloads, strict=True)
+            ]
+            await asyncio.gather(*acks)
+        except KafkaError as exc:
+            raise RegistryUnavailable(f"publishing commands failed: {exc}") from exc
+        await self.wait_for(commands[-1].command_id)
+        found: dict[UUID, CommandOutcome] = {}
+        ids = [c.command_id for c in commands]
+        for i in range(0, len(ids), BULK_CHUNK):
+            resp = await self._request(
+                "POST",
+                "/api/v1/commands/outcomes",
+                json={"command_ids": [str(x) for x in ids[i : i + BULK_CHUNK]]},
+            )
+            for o in OutcomeList.model_validate(resp.json()).outcomes:
+                found[o.command_id] = o
+        outcomes = []
+        for card, cmd in zip(cards, commands, strict=True):
+            out = found.get(cmd.command_id) or await self.wait_for(cmd.command_id)
+            if out.status == "registered":
+                card.version, card.uid, card.created_at = out.version, out.uid, out.decided_at
+            outcomes.append(out)
+        return outcomes
+
     # ---- queries ----------------------------------------------------------------------------
 
     async def list_records(
@@ -384,6 +452,11 @@ class CardRegistry:
 
     def load_card(self, **filters: Any) -> Card:
         return self._runner.run(self._async.load_card(**filters))
+
+    def register_cards(
+        self, cards: list[Card], version_type: str | VersionType = VersionType.MINOR
+    ) -> list[CommandOutcome]:
+        return self._runner.run(self._async.register_cards(cards, version_type))
 
 
 __all__ = ["AsyncCardRegistry", "CardRegistry", "RegistryError"]

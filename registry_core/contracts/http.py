@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from registry_core.domain.cards import CardRecord
 
@@ -42,7 +43,21 @@ class CommandOutcome(BaseModel):
     error_code: str | None = None
     reason: str | None = None
     event_offset: int | None = None
+    decided_at: datetime | None = None
     card: CardOut | None = None
+
+
+MAX_BULK_OUTCOMES = 10_000
+
+
+class OutcomesQuery(BaseModel):
+    command_ids: list[UUID] = Field(max_length=MAX_BULK_OUTCOMES)
+
+
+class OutcomeList(BaseModel):
+    """Outcomes of the commands that have one; commands not decided yet are absent."""
+
+    outcomes: list[CommandOutcome]
 
 
 class Health(BaseModel):

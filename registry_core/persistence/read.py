@@ -69,3 +69,9 @@ async def get_outcome(
 ) -> dict[str, Any] | None:
     row = await conn.fetchrow(Q["get_outcome"], command_id)
     return dict(row) if row else None
+
+
+async def get_outcomes(
+    conn: asyncpg.Connection | asyncpg.Pool, command_ids: list[UUID]
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(Q["get_outcomes"], command_ids)]

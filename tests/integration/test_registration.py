@@ -180,3 +180,20 @@ async def test_wait_is_woken_by_notify_not_by_timeout(stack: Stack) -> None:
         elapsed = time.monotonic() - t0
     assert resp.status_code == 200 and resp.json()["card"]["version"] == "1.0.0"
     assert elapsed < 5, f"the wait should end on NOTIFY, took {elapsed:.2f}s"
+
+
+async def test_bulk_registration_fire_and_confirm(stack: Stack) -> None:
+    async with AsyncCardRegistry("run", tracking_uri=stack.url) as reg:
+        cards = [RunCard(space="bulk", name=f"n{i % 7}") for i in range(700)]
+        cards.append(RunCard(space="bulk", name="n0", parameters={"x": 1}))
+        outcomes = await reg.register_cards(cards)
+        assert all(o.status == "registered" for o in outcomes)
+        by_name: dict[str, list[str]] = {}
+        for c in cards:
+            assert c.version is not None and c.uid is not None
+            by_name.setdefault(c.name, []).append(c.version)
+        # per name: gap-free, duplicate-free, in publish order
+        for name, versions in by_name.items():
+            assert versions == [f"1.{i}.0" for i in range(len(versions))], name
+        listed = await reg.list_cards(space="bulk", name="n3", limit=1000)
+        assert len(listed) == 100 and listed[0].version == "1.99.0"

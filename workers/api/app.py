@@ -22,6 +22,8 @@ from registry_core.contracts.http import (
     ErrorBody,
     Health,
     KafkaConfig,
+    OutcomeList,
+    OutcomesQuery,
 )
 from registry_core.domain.cards import RegistryType
 from registry_core.domain.errors import CardNotFound, RegistryError
@@ -179,5 +181,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             card = await read.get_card(pool, outcome.uid)
             outcome.card = CardOut(**card) if card else None
         return outcome
+
+    @app.post("/api/v1/commands/outcomes", response_model=OutcomeList, tags=["commands"])
+    async def command_outcomes(request: Request, query: OutcomesQuery) -> OutcomeList:
+        """Outcomes of many commands at once (no waiting, no card bodies): the bulk client waits
+        for its last command, then collects the rest here in one round trip."""
+        rows = await read.get_outcomes(request.app.state.pool, query.command_ids)
+        return OutcomeList(outcomes=[CommandOutcome(**r) for r in rows])
 
     return app

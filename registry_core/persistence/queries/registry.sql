@@ -51,8 +51,14 @@ JOIN unnest($1::text[], $2::text[], $3::text[]) AS k(registry, space, name)
   ON c.registry = k.registry AND c.space = k.space AND c.name = k.name;
 
 -- name: get_outcome
-SELECT o.command_id, o.status, o.uid, o.version, o.error_code, o.reason, o.event_offset
+SELECT o.command_id, o.status, o.uid, o.version, o.error_code, o.reason, o.event_offset,
+       o.decided_at
 FROM command_outcomes AS o WHERE o.command_id = $1;
+
+-- name: get_outcomes
+SELECT o.command_id, o.status, o.uid, o.version, o.error_code, o.reason, o.event_offset,
+       o.decided_at
+FROM command_outcomes AS o WHERE o.command_id = ANY($1::uuid[]);
 
 -- name: get_card
 SELECT uid, registry, space, name, version, card_type, tags, description, metadata, attributes,
