@@ -14,7 +14,7 @@ import getpass
 import threading
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -31,10 +31,18 @@ from registry_core.contracts.http import (
     CardOut,
     ClientConfig,
     CommandOutcome,
+    Lineage,
     OutcomeList,
+    RunMetrics,
 )
-from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY, Card, RegistryType
-from registry_core.domain.commands import RegisterCard
+from registry_core.domain.cards import (
+    CARD_CLASS_FOR_REGISTRY,
+    Card,
+    Metric,
+    RegistryType,
+    registry_type,
+)
+from registry_core.domain.commands import AnyCommand, DeleteCard, RegisterCard, UpdateCard
 from registry_core.domain.errors import (
     CardNotFound,
     InvalidCommand,
@@ -52,10 +60,9 @@ BULK_CHUNK = MAX_BULK_OUTCOMES
 
 def _registry_type(value: str | RegistryType) -> RegistryType:
     try:
-        return RegistryType(value)
-    except ValueError:
-        known = ", ".join(r.value for r in RegistryType)
-        raise WrongRegistry(f"unknown registry {value!r}; choose one of: {known}") from None
+        return registry_type(str(value.value if isinstance(value, RegistryType) else value))
+    except ValueError as exc:
+        raise WrongRegistry(str(exc)) from None
 
 
 def _actor() -> str | None:
@@ -169,7 +176,12 @@ class AsyncCardRegistry:
     # ---- commands ---------------------------------------------------------------------------
 
     def _command_for(
-        self, card: Card, version_type: str | VersionType, version: str | None
+        self,
+        card: Card,
+        version_type: str | VersionType,
+        version: str | None,
+        pre_tag: str = "rc",
+        build_tag: str = "build",
     ) -> RegisterCard:
         if not isinstance(card, self.card_class):
             raise WrongRegistry(
@@ -198,13 +210,15 @@ class AsyncCardRegistry:
             card_type=card.card_type,
             version_type=vtype,
             version=version,
+            pre_tag=pre_tag,
+            build_tag=build_tag,
             tags=card.tags,
             description=card.description,
             metadata=card.metadata,
             attributes=card.attributes(),
         )
 
-    async def publish(self, command: RegisterCard) -> None:
+    async def publish(self, command: AnyCommand) -> None:
         """Publish a command without waiting for its outcome (see `wait_for`)."""
         cfg = await self.config()
         payload = encode(command)
@@ -243,19 +257,76 @@ class AsyncCardRegistry:
         card: Card,
         version_type: str | VersionType = VersionType.MINOR,
         version: str | None = None,
+        *,
+        pre_tag: str = "rc",
+        build_tag: str = "build",
     ) -> Card:
         """Register `card`; on return `card.version` and `card.uid` are set and the card is
-        visible to every query."""
-        command = self._command_for(card, version_type, version)
-        await self.publish(command)
-        outcome = await self.wait_for(command.command_id)
-        if outcome.status == "rejected":
-            raise error_from_code(outcome.error_code, outcome.reason or "command rejected")
+        visible to every query.
+
+        version_type: major | minor (default) | patch | pre | build | pre_build. `version` may be
+        a full version (taken as given if free), or a line ("2", "2.1") to bump within."""
+        command = self._command_for(card, version_type, version, pre_tag, build_tag)
+        outcome = await self._execute(command)
         assert outcome.card is not None
         card.version = outcome.card.version
         card.uid = outcome.card.uid
         card.created_at = outcome.card.created_at
         return card
+
+    async def _execute(self, command: AnyCommand) -> CommandOutcome:
+        await self.publish(command)
+        outcome = await self.wait_for(command.command_id)
+        if outcome.status == "rejected":
+            raise error_from_code(outcome.error_code, outcome.reason or "command rejected")
+        return outcome
+
+    def _target(self, card: Card) -> UUID:
+        if not isinstance(card, self.card_class) or card.uid is None:
+            raise InvalidCommand(
+                "pass a registered card of this registry (loaded with load_card/list_cards or"
+                " returned by register_card)"
+            )
+        return card.uid
+
+    def _envelope(self, card: Card) -> dict[str, Any]:
+        return {
+            "command_id": uuid4(),
+            "issued_at": datetime.now(UTC),
+            "actor": _actor(),
+            "registry": self.registry_type,
+            "space": card.space,
+            "name": card.name,
+            "uid": self._target(card),
+        }
+
+    async def update_card(self, card: Card) -> Card:
+        """Store the card's current tags, description, metadata and type-specific fields
+        (same version, same uid). Returns the card as the registry now has it."""
+        command = UpdateCard(
+            **self._envelope(card),
+            tags=card.tags,
+            description=card.description,
+            metadata=card.metadata,
+            attributes=card.attributes(),
+        )
+        outcome = await self._execute(command)
+        assert outcome.card is not None
+        return outcome.card.to_card()
+
+    async def log_metrics(self, card: Card, metrics: list[Metric]) -> Card:
+        """Append metrics to a registered run (no new version)."""
+        command = UpdateCard(
+            **self._envelope(card), add_metrics=[m.model_dump(mode="json") for m in metrics]
+        )
+        outcome = await self._execute(command)
+        assert outcome.card is not None
+        return outcome.card.to_card()
+
+    async def delete_card(self, card: Card) -> None:
+        """Delete a card. Its version number stays taken and the event log keeps a tombstone;
+        pipeline and project cards cannot be deleted."""
+        await self._execute(DeleteCard(**self._envelope(card)))
 
     async def register_cards(
         self,
@@ -312,15 +383,22 @@ class AsyncCardRegistry:
 
     # ---- queries ----------------------------------------------------------------------------
 
-    async def list_records(
+    async def list_page(
         self,
         *,
         space: str | None = None,
         name: str | None = None,
         version: str | None = None,
         uid: UUID | str | None = None,
+        tags: dict[str, str] | None = None,
+        max_date: datetime | None = None,
         limit: int = 100,
-    ) -> list[CardOut]:
+        sort_by_timestamp: bool = False,
+        ignore_release_candidates: bool = False,
+        include_deleted: bool = False,
+        cursor: str | None = None,
+    ) -> CardList:
+        """One page of records (with `next_cursor` when there is more)."""
         resp = await self._get(
             "/api/v1/cards",
             registry=self.registry_type.value,
@@ -328,24 +406,37 @@ class AsyncCardRegistry:
             name=name,
             version=version,
             uid=uid,
+            tag=[f"{k}:{v}" for k, v in (tags or {}).items()] or None,
+            max_date=max_date.isoformat() if max_date else None,
             limit=limit,
+            sort_by_timestamp=sort_by_timestamp or None,
+            ignore_release_candidates=ignore_release_candidates or None,
+            include_deleted=include_deleted or None,
+            cursor=cursor,
         )
-        return CardList.model_validate(resp.json()).cards
+        return CardList.model_validate(resp.json())
 
-    async def list_cards(
-        self,
-        *,
-        space: str | None = None,
-        name: str | None = None,
-        version: str | None = None,
-        uid: UUID | str | None = None,
-        limit: int = 100,
-    ) -> list[Card]:
-        """Cards of this registry matching every filter, newest version first."""
-        records = await self.list_records(
-            space=space, name=name, version=version, uid=uid, limit=limit
-        )
-        return [r.to_card() for r in records]
+    async def list_records(self, **filters: Any) -> list[CardOut]:
+        return (await self.list_page(**filters)).cards
+
+    async def list_cards(self, **filters: Any) -> list[Card]:
+        """Cards of this registry matching every filter, newest version first.
+
+        Filters: space, name, version (exact, '1.*', '1.2.*', '^1.2.0', '~1.2.0', '>=1.2,<2'),
+        uid, tags (all must match), max_date, limit, sort_by_timestamp,
+        ignore_release_candidates, include_deleted, cursor."""
+        return [r.to_card() for r in await self.list_records(**filters)]
+
+    async def iter_cards(self, **filters: Any) -> AsyncIterator[Card]:
+        """Every matching card, page by page."""
+        cursor = None
+        while True:
+            page = await self.list_page(**filters, cursor=cursor)
+            for record in page.cards:
+                yield record.to_card()
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
 
     async def load_card(
         self,
@@ -354,8 +445,11 @@ class AsyncCardRegistry:
         space: str | None = None,
         name: str | None = None,
         version: str | None = None,
+        include_prereleases: bool = False,
     ) -> Card:
-        """One card: by uid, or the newest version matching space/name/version."""
+        """One card: by uid, or the newest version of space/name matching `version` (a
+        constraint as in list_cards). Pre-releases are not "newest" unless
+        `include_prereleases`, or `version` names one exactly."""
         if uid is None and name is None:
             raise InvalidCommand(
                 "load_card needs a uid, or a name (with space, optionally version)"
@@ -368,11 +462,31 @@ class AsyncCardRegistry:
                     f" {self.registry_type.value!r}"
                 )
             return record.to_card()
-        found = await self.list_records(space=space, name=name, version=version, limit=1)
+        exact_pre = version is not None and "-" in version and version[0].isdigit()
+        found = await self.list_records(
+            space=space,
+            name=name,
+            version=version,
+            limit=1,
+            ignore_release_candidates=not (include_prereleases or exact_pre),
+        )
         if not found:
             wanted = f"{space or '*'}/{name}" + (f" version {version}" if version else "")
             raise CardNotFound(f"no {self.registry_type.value} card {wanted}")
         return found[0].to_card()
+
+    async def lineage(self, card: Card | UUID | str) -> Lineage:
+        """Cards this card points at (upstream) and cards that point at it (downstream)."""
+        uid = card.uid if isinstance(card, Card) else card
+        return Lineage.model_validate((await self._get(f"/api/v1/cards/{uid}/lineage")).json())
+
+    async def run_metrics(
+        self, runs: list[Card | UUID | str], names: list[str] | None = None
+    ) -> RunMetrics:
+        """Metrics by name and step, and parameters, of one or more runs side by side."""
+        uids = [r.uid if isinstance(r, Card) else r for r in runs]
+        resp = await self._get("/api/v1/runs/metrics", uid=[str(u) for u in uids], name=names)
+        return RunMetrics.model_validate(resp.json())
 
 
 class _LoopThread:
@@ -444,8 +558,35 @@ class CardRegistry:
         card: Card,
         version_type: str | VersionType = VersionType.MINOR,
         version: str | None = None,
+        *,
+        pre_tag: str = "rc",
+        build_tag: str = "build",
     ) -> Card:
-        return self._runner.run(self._async.register_card(card, version_type, version))
+        return self._runner.run(
+            self._async.register_card(
+                card, version_type, version, pre_tag=pre_tag, build_tag=build_tag
+            )
+        )
+
+    def update_card(self, card: Card) -> Card:
+        return self._runner.run(self._async.update_card(card))
+
+    def delete_card(self, card: Card) -> None:
+        self._runner.run(self._async.delete_card(card))
+
+    def log_metrics(self, card: Card, metrics: list[Metric]) -> Card:
+        return self._runner.run(self._async.log_metrics(card, metrics))
+
+    def lineage(self, card: Card | UUID | str) -> Lineage:
+        return self._runner.run(self._async.lineage(card))
+
+    def run_metrics(
+        self, runs: list[Card | UUID | str], names: list[str] | None = None
+    ) -> RunMetrics:
+        return self._runner.run(self._async.run_metrics(runs, names))
+
+    def list_page(self, **filters: Any) -> CardList:
+        return self._runner.run(self._async.list_page(**filters))
 
     def list_cards(self, **filters: Any) -> list[Card]:
         return self._runner.run(self._async.list_cards(**filters))

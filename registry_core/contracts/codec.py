@@ -14,11 +14,11 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from registry_core.domain.commands import COMMAND_SCHEMA_VERSION, Command, RegisterCard
+from registry_core.domain.commands import COMMAND_SCHEMA_VERSION, AnyCommand, Command
 from registry_core.domain.errors import InvalidCommand, RegistryError, UnsupportedSchemaVersion
 from registry_core.domain.events import EVENT_SCHEMA_VERSION, Event
 
-_command_adapter: TypeAdapter[RegisterCard] = TypeAdapter(Command)
+_command_adapter: TypeAdapter[AnyCommand] = TypeAdapter(Command)
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
@@ -57,7 +57,7 @@ def _short(exc: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def decode_command(raw: bytes | None, *, max_bytes: int) -> RegisterCard | UndecodableCommand:
+def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | UndecodableCommand:
     if raw is None:
         return UndecodableCommand(InvalidCommand("empty message (no value)"), None)
     if len(raw) > max_bytes:

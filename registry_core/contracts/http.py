@@ -33,11 +33,38 @@ class CardOut(CardRecord):
 
 class CardList(BaseModel):
     cards: list[CardOut]
+    next_cursor: str | None = None
+
+
+class LineageLink(BaseModel):
+    field: str
+    card: CardOut
+
+
+class Lineage(BaseModel):
+    """`upstream`: the cards this card points at; `downstream`: the cards pointing at it."""
+
+    uid: UUID
+    upstream: list[LineageLink]
+    downstream: list[LineageLink]
+
+
+class MetricPoint(BaseModel):
+    step: int | None
+    value: float
+    timestamp: datetime | None = None
+
+
+class RunMetrics(BaseModel):
+    """metrics[uid][name] = points in logging order (by step)."""
+
+    metrics: dict[UUID, dict[str, list[MetricPoint]]]
+    parameters: dict[UUID, dict[str, object]]
 
 
 class CommandOutcome(BaseModel):
     command_id: UUID
-    status: Literal["pending", "registered", "rejected"]
+    status: Literal["pending", "registered", "updated", "deleted", "rejected"]
     uid: UUID | None = None
     version: str | None = None
     error_code: str | None = None

@@ -6,38 +6,59 @@ Imports nothing that does I/O (no asyncpg, aiokafka, boto, clocks or randomness)
 from registry_core.domain.cards import (
     CARD_CLASS_FOR_REGISTRY,
     CARD_CLASSES,
+    AuditCard,
     Card,
     CardRecord,
     DataCard,
+    ExperimentCard,
     ModelCard,
+    PipelineCard,
+    ProjectCard,
+    PromptCard,
     RegistryType,
     RunCard,
     card_key,
 )
-from registry_core.domain.commands import RegisterCard
+from registry_core.domain.commands import DeleteCard, RegisterCard, UpdateCard
 from registry_core.domain.decider import INITIAL_STATE, Context, NameState, decide, evolve, handle
 from registry_core.domain.errors import RegistryError
-from registry_core.domain.events import CardRegistered, CommandRejected, Event, SequencerStarted
+from registry_core.domain.events import (
+    CardDeleted,
+    CardRegistered,
+    CardUpdated,
+    CommandRejected,
+    Event,
+    SequencerStarted,
+)
 from registry_core.domain.versioning import VersionType
 
 __all__ = [
     "CARD_CLASSES",
     "CARD_CLASS_FOR_REGISTRY",
     "INITIAL_STATE",
+    "AuditCard",
     "Card",
+    "CardDeleted",
     "CardRecord",
     "CardRegistered",
+    "CardUpdated",
     "CommandRejected",
     "Context",
     "DataCard",
+    "DeleteCard",
     "Event",
+    "ExperimentCard",
     "ModelCard",
     "NameState",
+    "PipelineCard",
+    "ProjectCard",
+    "PromptCard",
     "RegisterCard",
     "RegistryError",
     "RegistryType",
     "RunCard",
     "SequencerStarted",
+    "UpdateCard",
     "VersionType",
     "card_key",
     "decide",

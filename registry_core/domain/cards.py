@@ -27,6 +27,25 @@ class RegistryType(StrEnum):
     DATA = "data"
     MODEL = "model"
     RUN = "run"
+    PIPELINE = "pipeline"
+    PROJECT = "project"
+    AUDIT = "audit"
+    PROMPT = "prompt"
+
+
+# Newer names accepted wherever a registry type is: OpsML 3 calls run cards experiment cards.
+REGISTRY_ALIASES = {"experiment": RegistryType.RUN}
+
+
+def registry_type(value: str) -> RegistryType:
+    """Resolve a registry name (or alias); ValueError lists the valid ones."""
+    if value in REGISTRY_ALIASES:
+        return REGISTRY_ALIASES[value]
+    try:
+        return RegistryType(value)
+    except ValueError:
+        known = ", ".join([*(r.value for r in RegistryType), *REGISTRY_ALIASES])
+        raise ValueError(f"unknown registry {value!r}; choose one of: {known}") from None
 
 
 def _check_tags(tags: dict[str, str]) -> dict[str, str]:
@@ -47,6 +66,10 @@ class Card(BaseModel):
 
     registry_type: ClassVar[RegistryType]
     card_type: ClassVar[str] = "Card"
+    # attribute -> registries its uids must point into (None: any registry)
+    lineage_fields: ClassVar[dict[str, tuple[RegistryType, ...] | None]] = {}
+    deletable: ClassVar[bool] = True
+    once_per_name: ClassVar[bool] = False
 
     space: str
     name: str
@@ -72,6 +95,20 @@ class Card(BaseModel):
         base = set(Card.model_fields)
         return self.model_dump(mode="json", include=set(type(self).model_fields) - base)
 
+    def references(self) -> list[UUID]:
+        """Every card uid this card's lineage fields point at."""
+        return lineage_uids(type(self), self.attributes())
+
+
+def lineage_uids(cls: type[Card], attributes: dict[str, Json]) -> list[UUID]:
+    found: list[UUID] = []
+    for field_name in cls.lineage_fields:
+        value = attributes.get(field_name)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None:
+                found.append(item if isinstance(item, UUID) else UUID(str(item)))
+    return found
+
 
 class DataCard(Card):
     """Metadata about a dataset (the data itself is an artifact)."""
@@ -88,26 +125,140 @@ class ModelCard(Card):
 
     registry_type = RegistryType.MODEL
     card_type = "ModelCard"
+    lineage_fields = {"datacard_uid": (RegistryType.DATA,)}
 
     datacard_uid: UUID | None = None
     framework: str | None = None
 
 
+class Metric(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=128)
+    value: float
+    step: int | None = Field(default=None, ge=0)
+    timestamp: datetime | None = None
+
+
+ParamValue = float | int | str | bool | None
+
+
 class RunCard(Card):
-    """A training or evaluation run: its parameters and the cards it touched."""
+    """A training or evaluation run: parameters, metrics by step, and the cards it touched."""
 
     registry_type = RegistryType.RUN
     card_type = "RunCard"
+    lineage_fields = {
+        "datacard_uids": (RegistryType.DATA,),
+        "modelcard_uids": (RegistryType.MODEL,),
+    }
 
-    parameters: dict[str, Json] = Field(default_factory=dict)
+    parameters: dict[str, ParamValue] = Field(default_factory=dict)
+    metrics: list[Metric] = Field(default_factory=list, max_length=20_000)
     datacard_uids: list[UUID] = Field(default_factory=list)
     modelcard_uids: list[UUID] = Field(default_factory=list)
 
+    def log_metric(
+        self, name: str, value: float, step: int | None = None, timestamp: datetime | None = None
+    ) -> None:
+        self.metrics = [
+            *self.metrics,
+            Metric(name=name, value=value, step=step, timestamp=timestamp),
+        ]
 
-CARD_CLASSES: dict[str, type[Card]] = {c.card_type: c for c in (DataCard, ModelCard, RunCard)}
+    def log_parameter(self, name: str, value: ParamValue) -> None:
+        self.parameters = {**self.parameters, name: value}
+
+
+class ExperimentCard(RunCard):
+    """The newer name of a RunCard (OpsML 3); lives in the run registry."""
+
+    card_type = "ExperimentCard"
+
+
+class PipelineCard(Card):
+    """A pipeline and the data, model and run cards it produced. Cannot be deleted."""
+
+    registry_type = RegistryType.PIPELINE
+    card_type = "PipelineCard"
+    deletable = False
+    lineage_fields = {
+        "datacard_uids": (RegistryType.DATA,),
+        "modelcard_uids": (RegistryType.MODEL,),
+        "runcard_uids": (RegistryType.RUN,),
+    }
+
+    pipeline_code_uri: str | None = Field(default=None, max_length=2048)
+    datacard_uids: list[UUID] = Field(default_factory=list)
+    modelcard_uids: list[UUID] = Field(default_factory=list)
+    runcard_uids: list[UUID] = Field(default_factory=list)
+
+
+class ProjectCard(Card):
+    """A project: registered once per space/name, never deleted."""
+
+    registry_type = RegistryType.PROJECT
+    card_type = "ProjectCard"
+    deletable = False
+    once_per_name = True
+
+
+class AuditQuestion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(max_length=2000)
+    response: str | None = Field(default=None, max_length=20_000)
+
+
+class AuditComment(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    author: str = Field(max_length=256)
+    comment: str = Field(max_length=20_000)
+    timestamp: datetime | None = None
+
+
+class AuditCard(Card):
+    """A review of other cards: questionnaire, approval and comments."""
+
+    registry_type = RegistryType.AUDIT
+    card_type = "AuditCard"
+    lineage_fields = {"card_uids": None}  # any registry
+
+    questionnaire: dict[str, AuditQuestion] = Field(default_factory=dict)
+    approved: bool = False
+    comments: list[AuditComment] = Field(default_factory=list)
+    card_uids: list[UUID] = Field(default_factory=list)
+
+
+class PromptCard(Card):
+    """A prompt template with its model/provider settings and parameters."""
+
+    registry_type = RegistryType.PROMPT
+    card_type = "PromptCard"
+
+    prompt: str = Field(default="", max_length=200_000)
+    system_prompt: str | None = Field(default=None, max_length=200_000)
+    model: str | None = Field(default=None, max_length=256)
+    provider: str | None = Field(default=None, max_length=256)
+    parameters: dict[str, ParamValue] = Field(default_factory=dict)
+
+
+CARD_CLASSES: dict[str, type[Card]] = {
+    c.card_type: c
+    for c in (
+        DataCard, ModelCard, RunCard, ExperimentCard, PipelineCard, ProjectCard, AuditCard,
+        PromptCard,
+    )
+}  # fmt: skip
+# The primary card class of each registry (the one a registry builds by default).
 CARD_CLASS_FOR_REGISTRY: dict[RegistryType, type[Card]] = {
-    c.registry_type: c for c in CARD_CLASSES.values()
+    c.registry_type: c for c in CARD_CLASSES.values() if c is not ExperimentCard
 }
+
+
+def card_types_for(registry: RegistryType) -> tuple[str, ...]:
+    return tuple(t for t, c in CARD_CLASSES.items() if c.registry_type is registry)
 
 
 class CardRecord(BaseModel):
@@ -127,6 +278,7 @@ class CardRecord(BaseModel):
     attributes: dict[str, Json] = Field(default_factory=dict)
     status: Literal["active", "deleted"] = "active"
     created_at: datetime
+    updated_at: datetime | None = None
     command_id: UUID
     actor: str | None = None
 

@@ -1,7 +1,8 @@
 """Commands (pure): what clients ask the sequencer to do. Wire contract, `schema_version` 1.
 
 A command carries a client-made `command_id`; everything the sequencer derives from it (the UID,
-the event ids) is a function of that id, so a redelivered command maps to the same card.
+the event ids) is a function of that id, so a redelivered command maps to the same card. Every
+command is keyed by registry/space/name, the unit versions are sequenced in.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from registry_core.domain.cards import (
     MAX_DESCRIPTION_LENGTH,
+    REGISTRY_ALIASES,
     RegistryType,
     _check_tags,
     card_key,
@@ -24,12 +26,9 @@ from registry_core.domain.versioning import VersionType
 COMMAND_SCHEMA_VERSION: Literal[1] = 1
 
 
-class RegisterCard(BaseModel):
-    """Register a new version of a card."""
-
+class CommandBase(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    type: Literal["register_card"] = "register_card"
     schema_version: Literal[1] = COMMAND_SCHEMA_VERSION
     command_id: UUID
     issued_at: datetime
@@ -38,27 +37,67 @@ class RegisterCard(BaseModel):
     registry: RegistryType
     space: str
     name: str
-    card_type: str = Field(max_length=64)
-    version_type: VersionType = VersionType.MINOR
-    version: str | None = Field(default=None, max_length=256)
-    tags: dict[str, str] = Field(default_factory=dict)
-    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("registry", mode="before")
+    @classmethod
+    def _alias(cls, value: Any) -> Any:
+        return REGISTRY_ALIASES.get(value, value) if isinstance(value, str) else value
 
     @field_validator("space", "name")
     @classmethod
     def _valid_name(cls, value: str, info: Any) -> str:
         return validate_name(value, field=info.field_name)
 
-    @field_validator("tags")
-    @classmethod
-    def _valid_tags(cls, value: dict[str, str]) -> dict[str, str]:
-        return _check_tags(value)
-
     @property
     def key(self) -> str:
         return card_key(self.registry, self.space, self.name)
 
 
-Command = Annotated[RegisterCard, Field(discriminator="type")]
+class RegisterCard(CommandBase):
+    """Register a new version of a card."""
+
+    type: Literal["register_card"] = "register_card"
+    card_type: str = Field(max_length=64)
+    version_type: VersionType = VersionType.MINOR
+    version: str | None = Field(default=None, max_length=256)
+    pre_tag: str = Field(default="rc", max_length=32)
+    build_tag: str = Field(default="build", max_length=32)
+    tags: dict[str, str] = Field(default_factory=dict)
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        return _check_tags(value)
+
+
+class UpdateCard(CommandBase):
+    """Change a card's tags, description, metadata or type-specific attributes, without a new
+    version. Fields left as None are unchanged; `attributes` keys given replace those keys;
+    `add_metrics` appends run metrics."""
+
+    type: Literal["update_card"] = "update_card"
+    uid: UUID
+    tags: dict[str, str] | None = None
+    description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
+    metadata: dict[str, Any] | None = None
+    attributes: dict[str, Any] | None = None
+    add_metrics: list[dict[str, Any]] | None = Field(default=None, max_length=20_000)
+
+    @field_validator("tags")
+    @classmethod
+    def _valid_tags(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        return None if value is None else _check_tags(value)
+
+
+class DeleteCard(CommandBase):
+    """Delete a card: it leaves a tombstone; its version number is never reused."""
+
+    type: Literal["delete_card"] = "delete_card"
+    uid: UUID
+
+
+Command = Annotated[RegisterCard | UpdateCard | DeleteCard, Field(discriminator="type")]
+AnyCommand = RegisterCard | UpdateCard | DeleteCard

@@ -66,6 +66,36 @@ class CardNotFound(RegistryError, LookupError):
     code = "card_not_found"
 
 
+class InvalidQuery(RegistryError, ValueError):
+    """The query is malformed (a filter, a cursor or a version constraint)."""
+
+    code = "invalid_query"
+
+
+class UnknownReference(RegistryError, LookupError):
+    """A lineage reference points at a card that does not exist (or is of the wrong kind)."""
+
+    code = "unknown_reference"
+
+
+class CardIsDeleted(RegistryError):
+    """The card was deleted; its version stays taken, but it can no longer be changed."""
+
+    code = "card_deleted"
+
+
+class NotDeletable(RegistryError):
+    """This kind of card cannot be deleted."""
+
+    code = "not_deletable"
+
+
+class NameTaken(RegistryError):
+    """This card type registers once per space/name, and that name is taken."""
+
+    code = "name_taken"
+
+
 ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
     cls.code: cls
     for cls in (
@@ -77,6 +107,11 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         InvalidVersion,
         WrongRegistry,
         CardNotFound,
+        UnknownReference,
+        InvalidQuery,
+        CardIsDeleted,
+        NotDeletable,
+        NameTaken,
     )
 }
 

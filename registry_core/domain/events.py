@@ -46,6 +46,21 @@ class CardRegistered(EventBase):
     card: CardRecord
 
 
+class CardUpdated(EventBase):
+    """A card's mutable fields changed; `card` is the full record after the change."""
+
+    type: Literal["card_updated"] = "card_updated"
+    card: CardRecord
+    changed: list[str]
+
+
+class CardDeleted(EventBase):
+    """A card was deleted (a tombstone); `card` is its record with status "deleted"."""
+
+    type: Literal["card_deleted"] = "card_deleted"
+    card: CardRecord
+
+
 class CommandRejected(EventBase):
     type: Literal["command_rejected"] = "command_rejected"
     error_code: str
@@ -62,4 +77,8 @@ class SequencerStarted(EventBase):
     type: Literal["sequencer_started"] = "sequencer_started"
 
 
-Event = Annotated[CardRegistered | CommandRejected | SequencerStarted, Field(discriminator="type")]
+Event = Annotated[
+    CardRegistered | CardUpdated | CardDeleted | CommandRejected | SequencerStarted,
+    Field(discriminator="type"),
+]
+CardEvent = CardRegistered | CardUpdated | CardDeleted

@@ -5,11 +5,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 import asyncpg
 import orjson
 
-from registry_core.domain.events import CardRegistered, CommandRejected, Event
+from registry_core.domain.cards import CARD_CLASSES, CardRecord, lineage_uids
+from registry_core.domain.events import (
+    CardDeleted,
+    CardRegistered,
+    CardUpdated,
+    CommandRejected,
+    Event,
+)
 from registry_core.domain.versioning import sort_parts
 from registry_core.persistence.db import Q
 
@@ -46,10 +54,13 @@ def card_row(event: CardRegistered, offset: int) -> tuple[object, ...]:
 
 
 def outcome_row(event: Event, offset: int) -> tuple[object, ...] | None:
-    if isinstance(event, CardRegistered):
+    if isinstance(event, CardRegistered | CardUpdated | CardDeleted):
         c = event.card
+        status = {"card_registered": "registered", "card_updated": "updated"}.get(
+            event.type, "deleted"
+        )
         return (
-            event.command_id, "registered", c.uid, c.version, None, None, c.registry.value,
+            event.command_id, status, c.uid, c.version, None, None, c.registry.value,
             c.space, c.name, event.command_offset, offset, event.occurred_at,
         )  # fmt: skip
     if isinstance(event, CommandRejected):
@@ -59,6 +70,28 @@ def outcome_row(event: Event, offset: int) -> tuple[object, ...] | None:
             event.command_offset, offset, event.occurred_at,
         )  # fmt: skip
     return None
+
+
+def lineage_rows(card: CardRecord) -> list[tuple[object, ...]]:
+    cls = CARD_CLASSES.get(card.card_type)
+    if cls is None:
+        return []
+    rows: list[tuple[object, ...]] = []
+    for field_name in cls.lineage_fields:
+        for ref in lineage_uids(cls, {field_name: card.attributes.get(field_name)}):
+            rows.append((card.uid, ref, field_name))
+    return rows
+
+
+def metric_rows(card: CardRecord) -> list[tuple[object, ...]]:
+    rows: list[tuple[object, ...]] = []
+    for seq, m in enumerate(card.attributes.get("metrics") or []):
+        ts = m.get("timestamp")
+        rows.append(
+            (card.uid, seq, m["name"], m.get("step"), float(m["value"]),
+             datetime.fromisoformat(ts) if isinstance(ts, str) else ts)
+        )  # fmt: skip
+    return rows
 
 
 async def project(
@@ -78,7 +111,12 @@ async def project(
         if epoch is not None and row["claimed_epoch"] != epoch:
             raise Fenced(f"epoch {epoch} was superseded by {row['claimed_epoch']}")
 
-        archive, cards, outcomes = [], [], []
+        archive: list[tuple[object, ...]] = []
+        cards: list[tuple[object, ...]] = []
+        outcomes: list[tuple[object, ...]] = []
+        lineage: list[tuple[object, ...]] = []
+        metrics: list[tuple[object, ...]] = []
+        rewritten: dict[object, CardRecord] = {}
         max_epoch, max_offset, max_cmd = row["max_epoch"], row["event_offset"], command_offset
         notify: list[str] = []
         for item in events:
@@ -95,6 +133,10 @@ async def project(
                 max_cmd = max(max_cmd, ev.command_offset)
             if isinstance(ev, CardRegistered):
                 cards.append(card_row(ev, item.offset))
+                lineage.extend(lineage_rows(ev.card))
+                metrics.extend(metric_rows(ev.card))
+            elif isinstance(ev, CardUpdated | CardDeleted):
+                rewritten[ev.card.uid] = ev.card  # the last record of a uid in the batch wins
             out = outcome_row(ev, item.offset)
             if out is not None:
                 outcomes.append(out)
@@ -103,6 +145,28 @@ async def project(
             await conn.executemany(Q["insert_event"], archive)
         if cards:
             await conn.executemany(Q["insert_card"], cards)
+        if rewritten:
+            # after the inserts: a card registered and updated in one batch ends up updated
+            await conn.executemany(
+                Q["rewrite_card"],
+                [
+                    (c.uid, c.tags, c.description, c.metadata, c.attributes, c.status, c.updated_at)
+                    for c in rewritten.values()
+                ],
+            )
+            uids = list(rewritten)
+            await conn.execute(Q["clear_lineage"], uids)
+            await conn.execute(Q["clear_metrics"], uids)
+            # rows derived from a registration in this same batch are superseded
+            lineage = [r for r in lineage if r[0] not in rewritten]
+            metrics = [r for r in metrics if r[0] not in rewritten]
+            for c in rewritten.values():
+                lineage.extend(lineage_rows(c))
+                metrics.extend(metric_rows(c))
+        if lineage:
+            await conn.executemany(Q["insert_lineage"], lineage)
+        if metrics:
+            await conn.executemany(Q["insert_metric"], metrics)
         if outcomes:
             await conn.executemany(Q["insert_outcome"], outcomes)
         await conn.execute(Q["update_tracking"], tracking_name, max_cmd, max_offset, max_epoch)

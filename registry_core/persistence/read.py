@@ -1,23 +1,33 @@
 """Read-model queries for the API. Filters are composed from fixed SQL fragments with $n
-parameters (never data in the SQL text), so each filter combination gets its own plan."""
+parameters (never data in the SQL text), so each filter combination gets its own plan and
+every filter is served by an index (see docs/registry.md for the plans)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import base64
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeAlias
 from uuid import UUID
 
 import asyncpg
+import orjson
 
-from registry_core.domain.versioning import parse
+from registry_core.domain.cards import CardRecord
+from registry_core.domain.errors import InvalidQuery
+from registry_core.domain.versioning import RELEASE_KEY, parse_constraint
 from registry_core.persistence.db import Q
 
 CARD_COLUMNS = (
     "uid, registry, space, name, version, card_type, tags, description, metadata, attributes,"
-    " status, created_at, command_id, actor, event_offset"
+    " status, created_at, updated_at, command_id, actor, event_offset"
 )
-NEWEST_FIRST = "major DESC, minor DESC, patch DESC, pre_key DESC, event_offset DESC"
+SORT_COLUMNS = "major, minor, patch, pre_key"
+BY_PRECEDENCE = ("major", "minor", "patch", "pre_key", "event_offset")
+BY_TIME = ("created_at", "event_offset")
 MAX_LIMIT = 1000
+
+Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
 @dataclass(frozen=True)
@@ -27,51 +37,126 @@ class CardFilter:
     name: str | None = None
     version: str | None = None
     uid: UUID | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    max_date: datetime | None = None
     limit: int = 100
+    sort_by_timestamp: bool = False
+    ignore_release_candidates: bool = False
+    include_deleted: bool = False
+    cursor: str | None = None
 
 
-async def list_cards(
-    conn: asyncpg.Connection | asyncpg.Pool, f: CardFilter
-) -> list[dict[str, Any]]:
+def _encode_cursor(order: tuple[str, ...], row: dict[str, Any]) -> str:
+    values = [row[c].isoformat() if isinstance(row[c], datetime) else row[c] for c in order]
+    return base64.urlsafe_b64encode(
+        orjson.dumps(["t" if order is BY_TIME else "p", values])
+    ).decode()
+
+
+def _decode_cursor(cursor: str, order: tuple[str, ...]) -> list[Any]:
+    try:
+        kind, values = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if kind != ("t" if order is BY_TIME else "p") or len(values) != len(order):
+            raise ValueError
+        if order is BY_TIME:
+            return [datetime.fromisoformat(values[0]), int(values[1])]
+        return [int(values[0]), int(values[1]), int(values[2]), str(values[3]), int(values[4])]
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise InvalidQuery(
+            "the cursor is not valid for this query: pass back `next_cursor` unchanged, with the"
+            " same sort order"
+        ) from None
+
+
+async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of cards matching every filter, newest first; and the cursor of the next page."""
     where: list[str] = []
     args: list[Any] = []
 
-    def add(fragment: str, value: Any) -> None:
+    def arg(value: Any) -> str:
         args.append(value)
-        where.append(fragment.format(n=len(args)))
+        return f"${len(args)}"
 
     if f.registry is not None:
-        add("registry = ${n}", f.registry)
+        where.append(f"registry = {arg(f.registry)}")
     if f.space is not None:
-        add("space = ${n}", f.space)
+        where.append(f"space = {arg(f.space)}")
     if f.name is not None:
-        add("name = ${n}", f.name)
+        where.append(f"name = {arg(f.name)}")
     if f.uid is not None:
-        add("uid = ${n}", f.uid)
+        where.append(f"uid = {arg(f.uid)}")
+    if not f.include_deleted:
+        where.append(f"status = {arg('active')}")
     if f.version is not None:
-        add("version = ${n}", str(parse(f.version)))
-    args.append(max(1, min(f.limit, MAX_LIMIT)))
+        constraint = parse_constraint(f.version)
+        if constraint.exact is not None:
+            where.append(f"version = {arg(constraint.exact)}")
+        for b in constraint.bounds:
+            params = ", ".join(arg(v) for v in b.key)
+            where.append(f"({SORT_COLUMNS}) {b.op} ({params})")
+    if f.ignore_release_candidates:
+        where.append(f"pre_key = {arg(RELEASE_KEY)}")
+    if f.tags:
+        where.append(f"tags @> {arg(f.tags)}::jsonb")
+    if f.max_date is not None:
+        where.append(f"created_at <= {arg(f.max_date)}")
+    order = BY_TIME if f.sort_by_timestamp else BY_PRECEDENCE
+    if f.cursor:
+        values = _decode_cursor(f.cursor, order)
+        where.append(f"({', '.join(order)}) < ({', '.join(arg(v) for v in values)})")
+    limit = max(1, min(f.limit, MAX_LIMIT))
     sql = (
-        f"SELECT {CARD_COLUMNS} FROM cards"
+        f"SELECT {CARD_COLUMNS}, {SORT_COLUMNS} FROM cards"
         + (" WHERE " + " AND ".join(where) if where else "")
-        + f" ORDER BY {NEWEST_FIRST} LIMIT ${len(args)}"
+        + " ORDER BY "
+        + ", ".join(f"{c} DESC" for c in order)
+        + f" LIMIT {arg(limit + 1)}"
     )
-    return [dict(r) for r in await conn.fetch(sql, *args)]
+    rows = [dict(r) for r in await conn.fetch(sql, *args)]
+    next_cursor = _encode_cursor(order, rows[limit - 1]) if len(rows) > limit else None
+    page = rows[:limit]
+    for r in page:
+        for c in ("major", "minor", "patch", "pre_key"):
+            r.pop(c)
+    return page, next_cursor
 
 
-async def get_card(conn: asyncpg.Connection | asyncpg.Pool, uid: UUID) -> dict[str, Any] | None:
+def record_from_row(row: Any) -> CardRecord:
+    data = dict(row)
+    data.pop("event_offset", None)
+    return CardRecord(**data)
+
+
+async def get_card(conn: Conn, uid: UUID) -> dict[str, Any] | None:
     row = await conn.fetchrow(Q["get_card"], uid)
     return dict(row) if row else None
 
 
-async def get_outcome(
-    conn: asyncpg.Connection | asyncpg.Pool, command_id: UUID
-) -> dict[str, Any] | None:
+async def get_cards(conn: Conn, uids: list[UUID]) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(Q["get_cards"], uids)]
+
+
+async def get_outcome(conn: Conn, command_id: UUID) -> dict[str, Any] | None:
     row = await conn.fetchrow(Q["get_outcome"], command_id)
     return dict(row) if row else None
 
 
-async def get_outcomes(
-    conn: asyncpg.Connection | asyncpg.Pool, command_ids: list[UUID]
-) -> list[dict[str, Any]]:
+async def get_outcomes(conn: Conn, command_ids: list[UUID]) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch(Q["get_outcomes"], command_ids)]
+
+
+async def lineage(conn: Conn, uid: UUID) -> dict[str, list[tuple[str, dict[str, Any]]]]:
+    """Cards this card points at (upstream) and cards pointing at it (downstream)."""
+    up = await conn.fetch(Q["lineage_upstream"], uid)
+    down = await conn.fetch(Q["lineage_downstream"], uid)
+    cards = {c["uid"]: c for c in await get_cards(conn, [r["uid"] for r in [*up, *down]])}
+    return {
+        "upstream": [(r["field"], cards[r["uid"]]) for r in up if r["uid"] in cards],
+        "downstream": [(r["field"], cards[r["uid"]]) for r in down if r["uid"] in cards],
+    }
+
+
+async def run_metrics(
+    conn: Conn, uids: list[UUID], names: list[str] | None = None
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(Q["run_metrics"], uids, names)]

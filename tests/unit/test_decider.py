@@ -8,11 +8,27 @@ from uuid import UUID, uuid4
 
 import pytest
 
-from registry_core.domain.cards import RegistryType
-from registry_core.domain.commands import RegisterCard
-from registry_core.domain.decider import Context, decide, fold, handle
-from registry_core.domain.errors import InvalidCommand, VersionConflict, WrongRegistry
-from registry_core.domain.events import CardRegistered, CommandRejected, Event, uid_for_command
+from registry_core.domain.cards import CardRecord, RegistryType
+from registry_core.domain.commands import AnyCommand, DeleteCard, RegisterCard, UpdateCard
+from registry_core.domain.decider import Context, decide, fold, handle, remember
+from registry_core.domain.errors import (
+    CardIsDeleted,
+    CardNotFound,
+    InvalidCommand,
+    NameTaken,
+    NotDeletable,
+    UnknownReference,
+    VersionConflict,
+    WrongRegistry,
+)
+from registry_core.domain.events import (
+    CardDeleted,
+    CardRegistered,
+    CardUpdated,
+    CommandRejected,
+    Event,
+    uid_for_command,
+)
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CTX = Context(now=NOW, epoch=1, command_offset=0)
@@ -31,17 +47,37 @@ def register(**overrides: Any) -> RegisterCard:
     return RegisterCard(**fields)
 
 
-def state_for(key: str, events: list[Event]):
-    """State is per sequencing key (registry/space/name): fold only that name's events."""
-    return fold(e for e in events if isinstance(e, CardRegistered) and e.card.key == key)
+def of(card: CardRecord, cls: type[UpdateCard] | type[DeleteCard], **fields: Any) -> AnyCommand:
+    base = {
+        "command_id": uuid4(),
+        "issued_at": NOW,
+        "registry": card.registry,
+        "space": card.space,
+        "name": card.name,
+        "uid": card.uid,
+    }
+    return cls(**base | fields)
 
 
-def given(*commands: RegisterCard) -> list[Event]:
-    """The events that registering `commands` in order produces."""
-    events: list[Event] = []
-    for cmd in commands:
-        events += decide(cmd, state_for(cmd.key, events), CTX)
-    return events
+class World:
+    """The history so far; `when` decides a command against it (and records the outcome)."""
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self.refs: dict[UUID, CardRecord] = {}
+
+    def state(self, key: str):  # noqa: ANN201
+        return fold(e for e in self.events if isinstance(e, CardRegistered) and e.card.key == key)
+
+    def when(self, command: AnyCommand) -> list[Event]:
+        events = decide(command, self.state(command.key), self.refs, CTX)
+        for e in events:
+            remember(self.refs, e)
+        self.events += events
+        return events
+
+    def given(self, *commands: AnyCommand) -> list[CardRecord]:
+        return [self.when(c)[0].card for c in commands]  # type: ignore[union-attr]
 
 
 def versions(events: list[Event]) -> list[str]:
@@ -50,7 +86,7 @@ def versions(events: list[Event]) -> list[str]:
 
 def test_first_registration_is_1_0_0_with_uid_from_command_id() -> None:
     cmd = register()
-    [event] = decide(cmd, fold([]), CTX)
+    [event] = World().when(cmd)
     assert isinstance(event, CardRegistered)
     assert event.card.version == "1.0.0"
     assert event.card.uid == uid_for_command(cmd.command_id)
@@ -59,48 +95,61 @@ def test_first_registration_is_1_0_0_with_uid_from_command_id() -> None:
 
 
 def test_three_sequential_registrations() -> None:
-    assert versions(given(register(), register(), register())) == ["1.0.0", "1.1.0", "1.2.0"]
+    w = World()
+    w.given(register(), register(), register())
+    assert versions(w.events) == ["1.0.0", "1.1.0", "1.2.0"]
 
 
 @pytest.mark.parametrize(
-    ("vt", "expected"), [("major", "2.0.0"), ("minor", "1.1.0"), ("patch", "1.0.1")]
+    ("vt", "expected"),
+    [("major", "2.0.0"), ("minor", "1.1.0"), ("patch", "1.0.1"), ("build", "1.0.0+build.1")],
 )
 def test_version_types(vt: str, expected: str) -> None:
-    history = given(register())
-    [event] = decide(register(version_type=vt), fold(history), CTX)
+    w = World()
+    w.given(register())
+    [event] = w.when(register(version_type=vt))
     assert isinstance(event, CardRegistered) and event.card.version == expected
 
 
 def test_same_command_same_decision() -> None:
+    w = World()
+    w.given(register())
     cmd = register()
-    state = fold(given(register()))
-    assert decide(cmd, state, CTX) == decide(cmd, state, CTX)
+    state = w.state(cmd.key)
+    assert decide(cmd, state, w.refs, CTX) == decide(cmd, state, w.refs, CTX)
 
 
 def test_names_are_independent() -> None:
-    history = given(register(), register(name="other"), register())
-    assert versions(history) == ["1.0.0", "1.0.0", "1.1.0"]
+    w = World()
+    w.given(register(), register(name="other"), register())
+    assert versions(w.events) == ["1.0.0", "1.0.0", "1.1.0"]
 
 
 def test_wrong_card_type_for_registry() -> None:
     with pytest.raises(WrongRegistry, match="cannot be registered in the 'run' registry"):
-        decide(register(card_type="ModelCard"), fold([]), CTX)
+        World().when(register(card_type="ModelCard"))
+
+
+def test_experiment_cards_live_in_the_run_registry() -> None:
+    [event] = World().when(register(registry="experiment", card_type="ExperimentCard"))
+    assert isinstance(event, CardRegistered) and event.card.registry is RegistryType.RUN
 
 
 def test_invalid_attributes() -> None:
     with pytest.raises(InvalidCommand, match="invalid RunCard attributes"):
-        decide(register(attributes={"no_such_field": 1}), fold([]), CTX)
+        World().when(register(attributes={"no_such_field": 1}))
 
 
 def test_taken_explicit_version() -> None:
-    history = given(register())
+    w = World()
+    w.given(register())
     with pytest.raises(VersionConflict):
-        decide(register(version="1.0.0"), fold(history), CTX)
+        w.when(register(version="1.0.0"))
 
 
 def test_handle_turns_errors_into_rejections() -> None:
     cmd = register(card_type="DataCard")
-    [event] = handle(cmd, fold([]), CTX)
+    [event] = handle(cmd, fold([]), {}, CTX)
     assert isinstance(event, CommandRejected)
     assert event.error_code == "wrong_registry"
     assert event.command_id == cmd.command_id
@@ -110,7 +159,7 @@ def test_handle_turns_errors_into_rejections() -> None:
 def test_rejections_do_not_take_versions() -> None:
     events: list[Event] = []
     for cmd in (register(), register(card_type="DataCard"), register()):
-        events += handle(cmd, fold(events), CTX)
+        events += handle(cmd, fold(events), {}, CTX)
     assert versions(events) == ["1.0.0", "1.1.0"]
 
 
@@ -118,3 +167,107 @@ def test_uid_is_deterministic() -> None:
     cid = UUID("00000000-0000-0000-0000-000000000001")
     assert uid_for_command(cid) == uid_for_command(cid)
     assert uid_for_command(cid) != uid_for_command(uuid4())
+
+
+# ---- update and delete ----------------------------------------------------------------------
+
+
+def test_update_changes_fields_not_the_version() -> None:
+    w = World()
+    [card] = w.given(register(tags={"a": "1"}, attributes={"parameters": {"lr": 0.1}}))
+    [event] = w.when(of(card, UpdateCard, tags={"a": "2"}, attributes={"parameters": {"lr": 0.2}}))
+    assert isinstance(event, CardUpdated)
+    assert event.card.version == card.version and event.card.uid == card.uid
+    assert event.card.tags == {"a": "2"} and event.card.attributes["parameters"] == {"lr": 0.2}
+    assert event.changed == ["attributes", "tags"] and event.card.updated_at == NOW
+
+
+def test_metrics_can_be_appended_to_a_run() -> None:
+    w = World()
+    [card] = w.given(register(attributes={"metrics": [{"name": "loss", "value": 1.0, "step": 0}]}))
+    [event] = w.when(of(card, UpdateCard, add_metrics=[{"name": "loss", "value": 0.5, "step": 1}]))
+    assert isinstance(event, CardUpdated)
+    assert [m["value"] for m in event.card.attributes["metrics"]] == [1.0, 0.5]
+
+
+def test_delete_leaves_the_version_taken() -> None:
+    w = World()
+    [a, b] = w.given(register(), register())
+    [event] = w.when(of(b, DeleteCard))
+    assert isinstance(event, CardDeleted) and event.card.status == "deleted"
+    [c] = w.given(register())
+    assert c.version == "1.2.0"  # 1.1.0 is never reused
+    with pytest.raises(CardIsDeleted):
+        w.when(of(b, UpdateCard, tags={"x": "y"}))
+    with pytest.raises(CardIsDeleted):
+        w.when(of(b, DeleteCard))
+
+
+def test_unknown_uid_or_wrong_name() -> None:
+    w = World()
+    [card] = w.given(register())
+    ghost = card.model_copy(update={"uid": uuid4()})
+    with pytest.raises(CardNotFound, match="no card with uid"):
+        w.when(of(ghost, DeleteCard))
+    moved = card.model_copy(update={"name": "elsewhere"})
+    with pytest.raises(CardNotFound, match="it is run/demo/churn"):
+        w.when(of(moved, UpdateCard, tags={}))
+
+
+@pytest.mark.parametrize(
+    ("registry", "card_type"), [("pipeline", "PipelineCard"), ("project", "ProjectCard")]
+)
+def test_pipeline_and_project_cards_cannot_be_deleted(registry: str, card_type: str) -> None:
+    w = World()
+    [card] = w.given(register(registry=registry, card_type=card_type))
+    with pytest.raises(NotDeletable, match=f"{card_type}s cannot be deleted"):
+        w.when(of(card, DeleteCard))
+
+
+def test_project_cards_register_once_per_name() -> None:
+    w = World()
+    w.given(register(registry="project", card_type="ProjectCard"))
+    with pytest.raises(NameTaken, match="register once per space/name"):
+        w.when(register(registry="project", card_type="ProjectCard"))
+
+
+# ---- lineage -------------------------------------------------------------------------------
+
+
+def test_lineage_references_are_checked() -> None:
+    w = World()
+    [data] = w.given(register(registry="data", card_type="DataCard"))
+    [model] = w.given(
+        register(
+            registry="model", card_type="ModelCard", attributes={"datacard_uid": str(data.uid)}
+        )
+    )
+    assert model.attributes["datacard_uid"] == str(data.uid)
+    with pytest.raises(UnknownReference, match="does not match any registered card"):
+        w.when(
+            register(
+                registry="model", card_type="ModelCard", attributes={"datacard_uid": str(uuid4())}
+            )
+        )
+    with pytest.raises(UnknownReference, match="expected a card from the 'data' registry"):
+        w.when(
+            register(
+                registry="model", card_type="ModelCard", attributes={"datacard_uid": str(model.uid)}
+            )
+        )
+    # audit cards may point at any card
+    [audit] = w.given(
+        register(
+            registry="audit",
+            card_type="AuditCard",
+            attributes={"card_uids": [str(data.uid), str(model.uid)]},
+        )
+    )
+    w.when(of(data, DeleteCard))
+    with pytest.raises(UnknownReference, match="was deleted"):
+        w.when(
+            register(
+                registry="run", card_type="RunCard", attributes={"datacard_uids": [str(data.uid)]}
+            )
+        )
+    assert audit.attributes["approved"] is False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -22,11 +23,15 @@ from registry_core.contracts.http import (
     ErrorBody,
     Health,
     KafkaConfig,
+    Lineage,
+    LineageLink,
+    MetricPoint,
     OutcomeList,
     OutcomesQuery,
+    RunMetrics,
 )
-from registry_core.domain.cards import RegistryType
-from registry_core.domain.errors import CardNotFound, RegistryError
+from registry_core.domain.cards import registry_type
+from registry_core.domain.errors import CardNotFound, InvalidQuery, RegistryError
 from registry_core.domain.names import validate_name
 from registry_core.messaging import ensure_topics
 from registry_core.persistence import db, read
@@ -113,28 +118,99 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/api/v1/cards", response_model=CardList, tags=["cards"])
     async def list_cards(
         request: Request,
-        registry: RegistryType | None = None,
+        registry: str | None = None,
         space: str | None = None,
         name: str | None = None,
-        version: str | None = None,
+        version: Annotated[
+            str | None,
+            Query(
+                description="exact ('1.2.3'), a line ('1', '1.2', '1.*', '1.2.*'), '^1.2.0',"
+                " '~1.2.0', or comparators ('>=1.2,<2')"
+            ),
+        ] = None,
         uid: UUID | None = None,
+        tag: Annotated[list[str] | None, Query(description="key:value, repeatable (AND)")] = None,
+        max_date: datetime | None = None,
         limit: Annotated[int, Query(ge=1, le=read.MAX_LIMIT)] = 100,
+        sort_by_timestamp: bool = False,
+        ignore_release_candidates: bool = False,
+        include_deleted: bool = False,
+        cursor: Annotated[str | None, Query(max_length=1000)] = None,
     ) -> CardList:
-        """Cards matching every given filter, newest version first (semver precedence)."""
+        """Cards matching every given filter, newest version first (semver precedence: a
+        pre-release sorts below its release), or newest first by creation time with
+        `sort_by_timestamp`. Page with `cursor` = the previous page's `next_cursor`."""
+        if registry is not None:
+            try:
+                registry = registry_type(registry).value
+            except ValueError as exc:
+                raise InvalidQuery(str(exc)) from None
         if space is not None:
             validate_name(space, field="space")
         if name is not None:
             validate_name(name, field="name")
+        tags = {}
+        for t in tag or []:
+            key, sep, value = t.partition(":")
+            if not sep or not key:
+                raise InvalidQuery(f"tag filter {t!r} must look like key:value")
+            tags[key] = value
         f = read.CardFilter(
-            registry=registry.value if registry else None,
+            registry=registry,
             space=space,
             name=name,
             version=version,
             uid=uid,
+            tags=tags,
+            max_date=max_date,
             limit=limit,
+            sort_by_timestamp=sort_by_timestamp,
+            ignore_release_candidates=ignore_release_candidates,
+            include_deleted=include_deleted,
+            cursor=cursor,
         )
-        rows = await read.list_cards(request.app.state.pool, f)
-        return CardList(cards=[CardOut(**r) for r in rows])
+        rows, next_cursor = await read.list_cards(request.app.state.pool, f)
+        return CardList(cards=[CardOut(**r) for r in rows], next_cursor=next_cursor)
+
+    @app.get(
+        "/api/v1/cards/{uid}/lineage",
+        response_model=Lineage,
+        tags=["cards"],
+        responses={404: {"model": ErrorBody}},
+    )
+    async def card_lineage(request: Request, uid: UUID) -> Lineage:
+        pool = request.app.state.pool
+        if await read.get_card(pool, uid) is None:
+            raise CardNotFound(f"no card with uid {uid}")
+        links = await read.lineage(pool, uid)
+        return Lineage(
+            uid=uid,
+            upstream=[LineageLink(field=f, card=CardOut(**c)) for f, c in links["upstream"]],
+            downstream=[LineageLink(field=f, card=CardOut(**c)) for f, c in links["downstream"]],
+        )
+
+    @app.get("/api/v1/runs/metrics", response_model=RunMetrics, tags=["runs"])
+    async def run_metrics(
+        request: Request,
+        uid: Annotated[list[UUID], Query(min_length=1, max_length=100)],
+        name: Annotated[list[str] | None, Query(max_length=100)] = None,
+    ) -> RunMetrics:
+        """Metrics (by name and step) and parameters of one or more runs, side by side."""
+        pool = request.app.state.pool
+        cards = {c["uid"]: c for c in await read.get_cards(pool, uid)}
+        missing = [str(u) for u in uid if u not in cards]
+        if missing:
+            raise CardNotFound(f"no card with uid {', '.join(missing)}")
+        not_runs = [str(u) for u, c in cards.items() if c["registry"] != "run"]
+        if not_runs:
+            raise InvalidQuery(f"not run cards: {', '.join(not_runs)}")
+        metrics: dict[UUID, dict[str, list[MetricPoint]]] = {u: {} for u in uid}
+        for m in await read.run_metrics(pool, uid, name):
+            metrics[m["uid"]].setdefault(m["name"], []).append(
+                MetricPoint(step=m["step"], value=m["value"], timestamp=m["logged_at"])
+            )
+        params = {u: dict(cards[u]["attributes"].get("parameters") or {}) for u in uid}
+        return RunMetrics(metrics=metrics, parameters=params)
 
     @app.get(
         "/api/v1/cards/{uid}",

@@ -21,13 +21,24 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from registry_core.contracts.codec import UndecodableCommand, decode_command, decode_event, encode
-from registry_core.domain.cards import RegistryType, card_key
-from registry_core.domain.commands import RegisterCard
-from registry_core.domain.decider import INITIAL_STATE, Context, NameState, fold, handle, reject
+from registry_core.domain.cards import CardRecord, RegistryType, card_key
+from registry_core.domain.commands import AnyCommand, RegisterCard
+from registry_core.domain.decider import (
+    INITIAL_STATE,
+    Context,
+    NameState,
+    fold,
+    handle,
+    referenced_uids,
+    reject,
+    remember,
+)
 from registry_core.domain.errors import RegistryError
 from registry_core.domain.events import (
     OPSML_NAMESPACE,
+    CardDeleted,
     CardRegistered,
+    CardUpdated,
     Event,
     SequencerStarted,
     event_id_for,
@@ -36,6 +47,7 @@ from registry_core.messaging import ensure_topics
 from registry_core.persistence import db
 from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
 from registry_core.persistence.projection import LoggedEvent, claim_epoch, get_tracking, project
+from registry_core.persistence.read import record_from_row
 from registry_core.settings import Settings
 
 log = structlog.get_logger("opsml.sequencer")
@@ -228,6 +240,13 @@ class Sequencer:
             r["command_id"] for r in await self.conn.fetch(Q["known_outcomes"], list(set(ids)))
         }
         await self._load_states({item.key for _, item in decoded if isinstance(item, RegisterCard)})
+        wanted = {
+            uid
+            for _, item in decoded
+            if not isinstance(item, UndecodableCommand)
+            for uid in referenced_uids(item)
+        }
+        refs = await self._load_refs(wanted)
 
         events: list[Event] = []
         seen: set[UUID] = set()
@@ -238,7 +257,7 @@ class Sequencer:
                 continue
             seen.add(cid)
             ctx = Context(now=_now(), epoch=self.epoch, command_offset=rec.offset)
-            events.extend(self._decide_one(item, cid, ctx))
+            events.extend(self._decide_one(item, cid, ctx, refs))
 
         if events:
             futures = [
@@ -273,8 +292,8 @@ class Sequencer:
             last_offset=records[-1].offset,
         )
 
-    def _command_id(self, rec: ConsumerRecord, item: RegisterCard | UndecodableCommand) -> UUID:
-        if isinstance(item, RegisterCard):
+    def _command_id(self, rec: ConsumerRecord, item: AnyCommand | UndecodableCommand) -> UUID:
+        if not isinstance(item, UndecodableCommand):
             return item.command_id
         if item.command_id is not None:
             return item.command_id
@@ -282,7 +301,11 @@ class Sequencer:
         return uuid5(OPSML_NAMESPACE, f"undecodable:{rec.topic}:{rec.partition}:{rec.offset}")
 
     def _decide_one(
-        self, item: RegisterCard | UndecodableCommand, cid: UUID, ctx: Context
+        self,
+        item: AnyCommand | UndecodableCommand,
+        cid: UUID,
+        ctx: Context,
+        refs: dict[UUID, CardRecord],
     ) -> list[Event]:
         if isinstance(item, UndecodableCommand):
             log.warning(
@@ -298,8 +321,11 @@ class Sequencer:
             return [reject(cid, item.error, ctx, **where)]
         try:
             state = self.states.get(item.key, INITIAL_STATE)
-            events = handle(item, state, ctx)
-            self.states[item.key] = fold(events, state)
+            events = handle(item, state, refs, ctx)
+            if isinstance(item, RegisterCard):
+                self.states[item.key] = fold(events, state)
+            for ev in events:
+                remember(refs, ev)
         except Exception as exc:  # a bug must not turn one message into a stuck worker
             log.exception("command could not be handled", command_id=str(cid))
             error = RegistryError(f"internal error while handling this command: {exc!r}")
@@ -307,9 +333,9 @@ class Sequencer:
                 reject(cid, error, ctx, registry=item.registry, space=item.space, name=item.name)
             ]
         for ev in events:
-            if isinstance(ev, CardRegistered):
+            if isinstance(ev, CardRegistered | CardUpdated | CardDeleted):
                 log.info(
-                    "card registered",
+                    ev.type.replace("_", " "),
                     command_id=str(cid),
                     uid=str(ev.card.uid),
                     name=ev.card.key,
@@ -339,6 +365,14 @@ class Sequencer:
             versions[card_key(r["registry"], r["space"], r["name"])].add(r["version"])
         for k, vs in versions.items():
             self.states[k] = NameState(frozenset(vs))
+
+    async def _load_refs(self, uids: set[UUID]) -> dict[UUID, CardRecord]:
+        """The records of the cards this batch's commands point at (update/delete targets,
+        lineage references)."""
+        if not uids:
+            return {}
+        rows = await self.conn.fetch(Q["get_cards"], list(uids))  # type: ignore[union-attr]
+        return {r["uid"]: record_from_row(r) for r in rows}
 
     def _evolve_cached(self, event: Event) -> None:
         # Catch-up: a cached state must see every projected event; simplest is to forget it.

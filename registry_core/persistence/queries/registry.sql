@@ -62,5 +62,39 @@ FROM command_outcomes AS o WHERE o.command_id = ANY($1::uuid[]);
 
 -- name: get_card
 SELECT uid, registry, space, name, version, card_type, tags, description, metadata, attributes,
-       status, created_at, command_id, actor, event_offset
+       status, created_at, updated_at, command_id, actor, event_offset
 FROM cards WHERE uid = $1;
+
+-- name: get_cards
+SELECT uid, registry, space, name, version, card_type, tags, description, metadata, attributes,
+       status, created_at, updated_at, command_id, actor, event_offset
+FROM cards WHERE uid = ANY($1::uuid[]);
+
+-- name: rewrite_card
+UPDATE cards SET tags = $2::jsonb, description = $3, metadata = $4::jsonb, attributes = $5::jsonb,
+                 status = $6, updated_at = $7
+WHERE uid = $1;
+
+-- name: clear_lineage
+DELETE FROM lineage WHERE uid = ANY($1::uuid[]);
+
+-- name: insert_lineage
+INSERT INTO lineage (uid, ref_uid, field) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING;
+
+-- name: clear_metrics
+DELETE FROM run_metrics WHERE uid = ANY($1::uuid[]);
+
+-- name: insert_metric
+INSERT INTO run_metrics (uid, seq, name, step, value, logged_at) VALUES ($1, $2, $3, $4, $5, $6);
+
+-- name: lineage_upstream
+SELECT l.field, l.ref_uid AS uid FROM lineage AS l WHERE l.uid = $1;
+
+-- name: lineage_downstream
+SELECT l.field, l.uid AS uid FROM lineage AS l WHERE l.ref_uid = $1;
+
+-- name: run_metrics
+SELECT m.uid, m.name, m.step, m.value, m.logged_at
+FROM run_metrics AS m
+WHERE m.uid = ANY($1::uuid[]) AND ($2::text[] IS NULL OR m.name = ANY($2::text[]))
+ORDER BY m.uid, m.name, m.step NULLS FIRST, m.seq;
