@@ -56,3 +56,75 @@ async def ensure_topics(
             log.info("kafka not reachable yet", servers=bootstrap_servers, error=str(exc))
             await asyncio.sleep(delay)
             delay = min(delay * 2, 2.0)
+
+
+class ContiguousReader:
+    """Reads one partition from a position, handing out only gap-free runs of records.
+
+    A plain (non-compacted, non-transactional) topic has contiguous offsets, so a fetch that
+    starts past the position we asked for means a record is not visible yet: measured on Tansu
+    0.6 with several concurrent producers, a fetch can return offset N+1 while N is still being
+    written, and a consumer that accepts it skips N for good (a lost command). We re-seek and
+    retry; only a gap that persists for `gap_timeout` seconds is accepted, loudly.
+    """
+
+    def __init__(
+        self,
+        consumer: Any,
+        tp: Any,
+        position: int,
+        *,
+        gap_timeout: float = 5.0,
+        retry_delay: float = 0.01,
+    ) -> None:
+        self.consumer = consumer
+        self.tp = tp
+        self.position = position
+        self.gap_timeout = gap_timeout
+        self.retry_delay = retry_delay
+        self.gap_since: float | None = None
+        self.gaps_accepted = 0
+        consumer.seek(tp, position)
+
+    async def read(self, timeout_ms: int, max_records: int) -> list[Any]:
+        got = await self.consumer.getmany(self.tp, timeout_ms=timeout_ms, max_records=max_records)
+        records = sorted(got.get(self.tp, []), key=lambda r: r.offset)
+        run: list[Any] = []
+        gap_at = None
+        for rec in records:
+            if rec.offset < self.position:
+                continue  # seen already (a re-fetch after a re-seek)
+            if rec.offset > self.position + len(run):
+                gap_at = rec.offset
+                break
+            run.append(rec)
+        self.position += len(run)
+        if gap_at is None:
+            self.gap_since = None
+            return run
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if run:
+            self.gap_since = now
+        elif self.gap_since is None:
+            self.gap_since = now
+        if now - self.gap_since < self.gap_timeout:
+            log.warning(
+                "offset gap: re-reading", topic=self.tp.topic, missing=self.position, next=gap_at
+            )
+            self.consumer.seek(self.tp, self.position)
+            if not run:
+                await asyncio.sleep(self.retry_delay)
+            return run
+        log.error(
+            "offset gap persisted; skipping it",
+            topic=self.tp.topic,
+            missing_from=self.position,
+            missing_to=gap_at - 1,
+            waited_s=round(now - self.gap_since, 2),
+        )
+        self.gaps_accepted += 1
+        self.gap_since = None
+        self.position = gap_at
+        self.consumer.seek(self.tp, self.position)
+        return run

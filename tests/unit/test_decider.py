@@ -66,7 +66,7 @@ class World:
         self.events: list[Event] = []
         self.refs: dict[UUID, CardRecord] = {}
 
-    def state(self, key: str):  # noqa: ANN201
+    def state(self, key: str):
         return fold(e for e in self.events if isinstance(e, CardRegistered) and e.card.key == key)
 
     def when(self, command: AnyCommand) -> list[Event]:
@@ -192,7 +192,7 @@ def test_metrics_can_be_appended_to_a_run() -> None:
 
 def test_delete_leaves_the_version_taken() -> None:
     w = World()
-    [a, b] = w.given(register(), register())
+    [_, b] = w.given(register(), register())
     [event] = w.when(of(b, DeleteCard))
     assert isinstance(event, CardDeleted) and event.card.status == "deleted"
     [c] = w.given(register())

@@ -7,8 +7,7 @@ import random
 import pytest
 import semver
 
-from registry_core.domain.errors import InvalidVersion, VersionConflict
-from registry_core.domain.errors import RegistryError
+from registry_core.domain.errors import InvalidVersion, RegistryError, VersionConflict
 from registry_core.domain.versioning import (
     VersionType,
     next_version,
@@ -50,7 +49,7 @@ def test_explicit_version_taken_when_free_and_refused_when_taken() -> None:
 
 @pytest.mark.parametrize("bad", ["v1.0.0", "1.0.0.0", "", "01.0.0", "1.x", "9999999999.0.0"])
 def test_invalid_explicit_version_is_a_clear_error(bad: str) -> None:
-    with pytest.raises(InvalidVersion, match="not a semantic version|at most"):
+    with pytest.raises(InvalidVersion, match=r"not a semantic version|at most"):
         next_version([], VersionType.MINOR, explicit=bad)
 
 
@@ -127,5 +126,5 @@ def test_version_constraints(spec: str, expected: list[str]) -> None:
 
 @pytest.mark.parametrize("bad", ["", "^", "1.2.3.4", ">>1", "abc", "^x", "1.*.3", "~1.2.3.4"])
 def test_bad_constraints_are_clear_errors(bad: str) -> None:
-    with pytest.raises(InvalidVersion, match="version constraint|not a"):
+    with pytest.raises(InvalidVersion, match=r"version constraint|not a"):
         parse_constraint(bad)

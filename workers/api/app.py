@@ -253,7 +253,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             pending = CommandOutcome(command_id=command_id, status="pending")
             return JSONResponse(pending.model_dump(mode="json"), status_code=202)
         outcome = CommandOutcome(**row)
-        if outcome.status == "registered" and outcome.uid is not None:
+        if outcome.status != "rejected" and outcome.uid is not None:
             card = await read.get_card(pool, outcome.uid)
             outcome.card = CardOut(**card) if card else None
         return outcome

@@ -19,6 +19,7 @@ from uuid import UUID, uuid5
 import asyncpg
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import OffsetOutOfRangeError
 
 from registry_core.contracts.codec import UndecodableCommand, decode_command, decode_event, encode
 from registry_core.domain.cards import CardRecord, RegistryType, card_key
@@ -43,7 +44,7 @@ from registry_core.domain.events import (
     SequencerStarted,
     event_id_for,
 )
-from registry_core.messaging import ensure_topics
+from registry_core.messaging import ContiguousReader, ensure_topics
 from registry_core.persistence import db
 from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
 from registry_core.persistence.projection import LoggedEvent, claim_epoch, get_tracking, project
@@ -163,6 +164,7 @@ class Sequencer:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.s.kafka_bootstrap_servers,
             enable_auto_commit=False,
+            auto_offset_reset="none",
             fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
             **self.s.kafka_client_kwargs(),
         )
@@ -170,17 +172,13 @@ class Sequencer:
         projected = 0
         try:
             consumer.assign([self.events_tp])
-            consumer.seek(self.events_tp, start)
-            position = start
-            while position <= end:
-                got = await consumer.getmany(
-                    self.events_tp, timeout_ms=1000, max_records=CATCH_UP_CHUNK
-                )
+            reader = ContiguousReader(consumer, self.events_tp, start)
+            while reader.position <= end:
+                records = await reader.read(timeout_ms=1000, max_records=CATCH_UP_CHUNK)
                 batch: list[LoggedEvent] = []
-                for rec in got.get(self.events_tp, []):
+                for rec in records:
                     if rec.offset > end:
                         break
-                    position = rec.offset + 1
                     try:
                         event = decode_event(rec.value or b"{}")
                     except Exception:
@@ -209,6 +207,8 @@ class Sequencer:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.s.kafka_bootstrap_servers,
             enable_auto_commit=False,
+            # never jump silently: a position outside the log is an error, not a reset
+            auto_offset_reset="none",
             fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
             max_partition_fetch_bytes=max(self.s.max_command_bytes * 2, 1_048_576),
             fetch_max_bytes=max(self.s.max_command_bytes * 4, 52_428_800),
@@ -217,14 +217,18 @@ class Sequencer:
         await self.consumer.start()
         try:
             self.consumer.assign([self.commands_tp])
-            self.consumer.seek(self.commands_tp, tracking.command_offset + 1)
+            reader = ContiguousReader(self.consumer, self.commands_tp, tracking.command_offset + 1)
             self.ready.set()
-            log.info("consuming commands", from_offset=tracking.command_offset + 1)
+            log.info("consuming commands", from_offset=reader.position)
             while not stop.is_set():
-                got = await self.consumer.getmany(
-                    self.commands_tp, timeout_ms=500, max_records=self.s.worker_batch_max
-                )
-                records = got.get(self.commands_tp, [])
+                try:
+                    records = await reader.read(timeout_ms=500, max_records=self.s.worker_batch_max)
+                except OffsetOutOfRangeError as exc:
+                    raise RuntimeError(
+                        f"{self.s.commands_topic} has no offset {reader.position}, which this"
+                        " registry already processed up to: the broker lost its data. Restore"
+                        " the broker, or republish the log (see docs/architecture.md)"
+                    ) from exc
                 if records:
                     await self.process(records)
         finally:

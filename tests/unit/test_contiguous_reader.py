@@ -1,0 +1,63 @@
+"""The gap guard of ContiguousReader, against a scripted consumer (the fetch sequence that
+Tansu produced under concurrent producers: offset N+1 visible before N)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiokafka import TopicPartition
+
+from registry_core.messaging import ContiguousReader
+
+TP = TopicPartition("t", 0)
+
+
+@dataclass
+class Rec:
+    offset: int
+
+
+class ScriptedConsumer:
+    def __init__(self, fetches: list[list[int]]) -> None:
+        self.fetches = fetches
+        self.seeks: list[int] = []
+
+    def seek(self, tp: object, offset: int) -> None:
+        self.seeks.append(offset)
+
+    async def getmany(self, tp: object, timeout_ms: int, max_records: int) -> dict:
+        offsets = self.fetches.pop(0) if self.fetches else []
+        return {TP: [Rec(o) for o in offsets]}
+
+
+async def test_a_late_record_is_waited_for_not_skipped() -> None:
+    consumer = ScriptedConsumer([[0, 1, 2], [4, 5], [3, 4, 5], [6]])
+    reader = ContiguousReader(consumer, TP, 0, retry_delay=0)
+    seen = []
+    for _ in range(4):
+        seen += [r.offset for r in await reader.read(10, 100)]
+    assert seen == [0, 1, 2, 3, 4, 5, 6]
+    assert consumer.seeks == [0, 3]  # re-seeked to the missing offset once
+    assert reader.gaps_accepted == 0
+
+
+async def test_a_prefix_before_a_gap_is_delivered() -> None:
+    consumer = ScriptedConsumer([[0, 1, 3], [2, 3]])
+    reader = ContiguousReader(consumer, TP, 0, retry_delay=0)
+    assert [r.offset for r in await reader.read(10, 100)] == [0, 1]
+    assert [r.offset for r in await reader.read(10, 100)] == [2, 3]
+
+
+async def test_a_gap_that_never_fills_is_accepted_after_the_timeout() -> None:
+    consumer = ScriptedConsumer([[5, 6], [5, 6], [5, 6]])
+    reader = ContiguousReader(consumer, TP, 3, gap_timeout=0.0, retry_delay=0)
+    assert await reader.read(10, 100) == []
+    assert reader.gaps_accepted == 1 and reader.position == 5
+    assert [r.offset for r in await reader.read(10, 100)] == [5, 6]
+
+
+async def test_refetched_records_are_not_delivered_twice() -> None:
+    consumer = ScriptedConsumer([[0, 1], [0, 1, 2]])
+    reader = ContiguousReader(consumer, TP, 0, retry_delay=0)
+    assert [r.offset for r in await reader.read(10, 100)] == [0, 1]
+    assert [r.offset for r in await reader.read(10, 100)] == [2]
