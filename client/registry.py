@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import atexit
 import getpass
+import tempfile
 import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
 
@@ -23,7 +25,9 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from client import transfer
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
+from client.transfer import prepared
 from registry_core.contracts.codec import encode
 from registry_core.contracts.http import (
     MAX_BULK_OUTCOMES,
@@ -35,6 +39,7 @@ from registry_core.contracts.http import (
     OutcomeList,
     RunMetrics,
 )
+from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.cards import (
     CARD_CLASS_FOR_REGISTRY,
     Card,
@@ -182,6 +187,7 @@ class AsyncCardRegistry:
         version: str | None,
         pre_tag: str = "rc",
         build_tag: str = "build",
+        artifacts: list[ArtifactRef] | None = None,
     ) -> RegisterCard:
         if not isinstance(card, self.card_class):
             raise WrongRegistry(
@@ -216,6 +222,7 @@ class AsyncCardRegistry:
             description=card.description,
             metadata=card.metadata,
             attributes=card.attributes(),
+            artifacts=artifacts or [],
         )
 
     async def publish(self, command: AnyCommand) -> None:
@@ -260,19 +267,93 @@ class AsyncCardRegistry:
         *,
         pre_tag: str = "rc",
         build_tag: str = "build",
+        progress: bool | None = None,
     ) -> Card:
         """Register `card`; on return `card.version` and `card.uid` are set and the card is
-        visible to every query.
+        visible to every query. Its data/model objects and attached files are uploaded first
+        (with a progress bar for large transfers on a terminal).
 
         version_type: major | minor (default) | patch | pre | build | pre_build. `version` may be
         a full version (taken as given if free), or a line ("2", "2.1") to bump within."""
-        command = self._command_for(card, version_type, version, pre_tag, build_tag)
-        outcome = await self._execute(command)
+        with prepared(card) as (files, learnt):
+            for key, value in learnt.items():
+                setattr(card, key, value)
+            command = self._command_for(
+                card, version_type, version, pre_tag, build_tag, [ref for ref, _ in files]
+            )
+            if files:
+                await self._upload(command, files, progress)
+            outcome = await self._execute(command)
         assert outcome.card is not None
         card.version = outcome.card.version
         card.uid = outcome.card.uid
         card.created_at = outcome.card.created_at
+        card.artifacts = list(outcome.card.artifacts)
+        card._pending.clear()
+        self._bind(card)
         return card
+
+    async def _upload(
+        self, command: RegisterCard, files: list[tuple[ArtifactRef, Path]], progress: bool | None
+    ) -> None:
+        """Upload into the command's staging area every file the registry does not already
+        hold in this space (identical content is never uploaded twice)."""
+        resp = await self._request(
+            "POST",
+            "/api/v1/artifacts/known",
+            json={
+                "registry": command.registry.value,
+                "space": command.space,
+                "sha256": [ref.sha256 for ref, _ in files],
+            },
+        )
+        known = set(resp.json()["known"])
+        todo = [(ref, path) for ref, path in files if ref.sha256 not in known]
+        try:
+            await transfer.upload(
+                self._http,
+                command.command_id,
+                todo,
+                progress=progress,
+                timeout=self.settings.transfer_timeout_seconds,
+            )
+        except httpx.TransportError as exc:
+            raise RegistryUnavailable(f"uploading artifacts failed: {exc}") from exc
+
+    def _bind(self, card: Card) -> Card:
+        async def loader(op: str, c: Card, path: str | None) -> Any:
+            if op == "download":
+                return await self.download_artifacts(c, path or ".")
+            return await self.load_artifacts(c, path)
+
+        card._loader = loader
+        return card
+
+    async def download_artifacts(
+        self, card: Card, path: str | Path, *, progress: bool | None = None
+    ) -> list[Path]:
+        """Download every artifact of a registered card into `path`, each verified against its
+        recorded sha256 (ArtifactIntegrityError otherwise)."""
+        if card.uid is None:
+            raise InvalidCommand("this card is not registered: it has no artifacts to download")
+        try:
+            return await transfer.download(
+                self._http,
+                card.uid,
+                list(card.artifacts),
+                Path(path),
+                progress=progress,
+                timeout=self.settings.transfer_timeout_seconds,
+            )
+        except httpx.TransportError as exc:
+            raise RegistryUnavailable(f"downloading artifacts failed: {exc}") from exc
+
+    async def load_artifacts(self, card: Card, path: str | Path | None = None) -> Card:
+        """Download (verified) and rebuild the card's objects: `data` of a DataCard, `model` and
+        `sample_data` of a ModelCard. Files stay in `path` (default: a new temp directory)."""
+        target = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="opsml-card-"))
+        await self.download_artifacts(card, target)
+        return await asyncio.to_thread(transfer.rebuild, card, target)
 
     async def _execute(self, command: AnyCommand) -> CommandOutcome:
         await self.publish(command)
@@ -340,6 +421,16 @@ class AsyncCardRegistry:
         The commands partition is sequenced in order, so once the last command has an outcome
         every earlier one has too; the rest are fetched in bulk.
         """
+        for card in cards:
+            if (
+                card._pending
+                or getattr(card, "data", None) is not None
+                or getattr(card, "model", None) is not None
+            ):
+                raise InvalidCommand(
+                    "register_cards is the metadata-only fast path; register cards that carry"
+                    " data, models or files with register_card"
+                )
         commands = [self._command_for(card, version_type, None) for card in cards]
         if not commands:
             return []
@@ -425,7 +516,7 @@ class AsyncCardRegistry:
         Filters: space, name, version (exact, '1.*', '1.2.*', '^1.2.0', '~1.2.0', '>=1.2,<2'),
         uid, tags (all must match), max_date, limit, sort_by_timestamp,
         ignore_release_candidates, include_deleted, cursor."""
-        return [r.to_card() for r in await self.list_records(**filters)]
+        return [self._bind(r.to_card()) for r in await self.list_records(**filters)]
 
     async def iter_cards(self, **filters: Any) -> AsyncIterator[Card]:
         """Every matching card, page by page."""
@@ -433,7 +524,7 @@ class AsyncCardRegistry:
         while True:
             page = await self.list_page(**filters, cursor=cursor)
             for record in page.cards:
-                yield record.to_card()
+                yield self._bind(record.to_card())
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
@@ -461,7 +552,7 @@ class AsyncCardRegistry:
                     f"card {uid} is in the {record.registry.value!r} registry, not"
                     f" {self.registry_type.value!r}"
                 )
-            return record.to_card()
+            return self._bind(record.to_card())
         exact_pre = version is not None and "-" in version and version[0].isdigit()
         found = await self.list_records(
             space=space,
@@ -473,7 +564,7 @@ class AsyncCardRegistry:
         if not found:
             wanted = f"{space or '*'}/{name}" + (f" version {version}" if version else "")
             raise CardNotFound(f"no {self.registry_type.value} card {wanted}")
-        return found[0].to_card()
+        return self._bind(found[0].to_card())
 
     async def lineage(self, card: Card | UUID | str) -> Lineage:
         """Cards this card points at (upstream) and cards that point at it (downstream)."""
@@ -561,12 +652,14 @@ class CardRegistry:
         *,
         pre_tag: str = "rc",
         build_tag: str = "build",
+        progress: bool | None = None,
     ) -> Card:
-        return self._runner.run(
+        registered = self._runner.run(
             self._async.register_card(
-                card, version_type, version, pre_tag=pre_tag, build_tag=build_tag
+                card, version_type, version, pre_tag=pre_tag, build_tag=build_tag, progress=progress
             )
         )
+        return self._bind(registered)
 
     def update_card(self, card: Card) -> Card:
         return self._runner.run(self._async.update_card(card))
@@ -588,11 +681,28 @@ class CardRegistry:
     def list_page(self, **filters: Any) -> CardList:
         return self._runner.run(self._async.list_page(**filters))
 
+    def _bind(self, card: Card) -> Card:
+        def loader(op: str, c: Card, path: str | None) -> Any:
+            if op == "download":
+                return self.download_artifacts(c, path or ".")
+            return self.load_artifacts(c, path)
+
+        card._loader = loader
+        return card
+
     def list_cards(self, **filters: Any) -> list[Card]:
-        return self._runner.run(self._async.list_cards(**filters))
+        return [self._bind(c) for c in self._runner.run(self._async.list_cards(**filters))]
 
     def load_card(self, **filters: Any) -> Card:
-        return self._runner.run(self._async.load_card(**filters))
+        return self._bind(self._runner.run(self._async.load_card(**filters)))
+
+    def download_artifacts(
+        self, card: Card, path: str | Path, *, progress: bool | None = None
+    ) -> list[Path]:
+        return self._runner.run(self._async.download_artifacts(card, path, progress=progress))
+
+    def load_artifacts(self, card: Card, path: str | Path | None = None) -> Card:
+        return self._runner.run(self._async.load_artifacts(card, path))
 
     def register_cards(
         self, cards: list[Card], version_type: str | VersionType = VersionType.MINOR

@@ -34,6 +34,14 @@ class Settings(BaseSettings):
     worker_name: str = "sequencer"
     lock_retry_seconds: float = Field(default=1.0, gt=0)
 
+    # Artifact storage: "s3://bucket/prefix" or a local directory (default: .opsml/artifacts).
+    storage_uri: str = ".opsml/artifacts"
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    max_artifact_bytes: int = Field(default=5 * 1024**3, ge=1)
+    # Delete a card's artifacts when the card is deleted (default: keep them).
+    delete_artifacts: bool = False
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     command_wait_max_seconds: float = 60.0
@@ -71,3 +79,5 @@ class ClientSettings(BaseSettings):
     kafka_bootstrap_servers_override: str | None = None
     request_timeout_seconds: float = 30.0
     register_timeout_seconds: float = 60.0
+    # Uploads and downloads of artifacts (per request; large files stream).
+    transfer_timeout_seconds: float = 600.0

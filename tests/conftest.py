@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -67,6 +68,7 @@ class Stack:
     api_port: int = 0
     workers: list[subprocess.Popen[bytes]] = field(default_factory=list)
     api: subprocess.Popen[bytes] | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def env(self) -> dict[str, str]:
@@ -75,7 +77,9 @@ class Stack:
             "OPSML_KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "OPSML_LOG_FORMAT": "console",
             "OPSML_LOCK_RETRY_SECONDS": "0.1",
+            "OPSML_STORAGE_URI": str(self.logs / "artifacts"),
             "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
         }
 
     @property
@@ -119,6 +123,79 @@ class Stack:
     def stop(self) -> None:
         for proc in [*self.workers, *([self.api] if self.api else [])]:
             procs.stop(proc)
+
+
+@dataclass
+class S3:
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def env(self, bucket: str) -> dict[str, str]:
+        return {
+            "OPSML_STORAGE_URI": f"s3://{bucket}/artifacts",
+            "OPSML_S3_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def client(self) -> Any:  # a boto3 S3 client
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
+    """One real S3 server (SeaweedFS) for the session; each test makes its own bucket."""
+    from workers.dev import start_seaweed
+
+    root = tmp_path_factory.mktemp("seaweedfs")
+    server = start_seaweed(
+        root / "data", root / "logs", access_key="opsml-test", secret_key="opsml-test-secret",
+        buckets=["opsml-test"],
+    )  # fmt: skip
+    yield S3(server.endpoint, server.access_key, server.secret_key)
+    procs.stop(server.proc)
+
+
+@pytest.fixture
+def s3_bucket(s3_server: S3) -> Iterator[str]:
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    client = s3_server.client()
+    client.create_bucket(Bucket=bucket)
+    yield bucket
+    paginator = client.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket):
+        for obj in page.get("Contents", []):
+            client.delete_object(Bucket=bucket, Key=obj["Key"])
+    client.delete_bucket(Bucket=bucket)
+
+
+@pytest.fixture(params=["local", "s3"])
+async def storage_stack(
+    request: pytest.FixtureRequest, database_url: str, kafka: str, tmp_path: Path
+) -> AsyncIterator[Stack]:
+    """A running stack on local-directory storage, and again on S3 (SeaweedFS)."""
+    extra: dict[str, str] = {}
+    if request.param == "s3":
+        s3: S3 = request.getfixturevalue("s3_server")
+        extra = s3.env(request.getfixturevalue("s3_bucket"))
+    s = Stack(database_url, kafka, tmp_path, extra_env=extra)
+    try:
+        s.start_worker()
+        s.start_api()
+        await s.wait_active()
+        yield s
+    finally:
+        s.stop()
 
 
 @pytest.fixture

@@ -95,3 +95,21 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+
+
+class StagedFile(BaseModel):
+    path: str
+    sha256: str
+    size: int
+
+
+class KnownArtifactsQuery(BaseModel):
+    registry: str = Field(max_length=32)
+    space: str = Field(max_length=64)
+    sha256: list[str] = Field(max_length=10_000)
+
+
+class KnownArtifacts(BaseModel):
+    """The contents (by sha256) the registry already stores in that space: don't upload them."""
+
+    known: list[str]

@@ -12,8 +12,9 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
+from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.names import validate_name
 
 MAX_TAGS = 64
@@ -79,6 +80,51 @@ class Card(BaseModel):
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
     metadata: dict[str, Json] = Field(default_factory=dict)
     created_at: datetime | None = None
+    # the files stored with this card version (set by the registry on registration)
+    artifacts: list[ArtifactRef] = Field(default_factory=list)
+
+    # files to upload with the card: artifact path -> local file (see add_artifact)
+    _pending: dict[str, str] = PrivateAttr(default_factory=dict)
+    # set when the card came from a registry: loads/downloads its artifacts
+    _loader: Any = PrivateAttr(default=None)
+
+    def add_artifact(self, local_path: str | Any, name: str | None = None) -> None:
+        """Attach a local file, or every file of a directory, to be stored with the card under
+        `name` (default: the file or directory name). Symlinks are refused."""
+        import os
+
+        from registry_core.domain.artifacts import validate_artifact_path
+        from registry_core.domain.errors import InvalidArtifact
+
+        path = os.fspath(local_path)
+        base = name or os.path.basename(os.path.normpath(path))
+        if os.path.islink(path):
+            raise InvalidArtifact(f"{path} is a symlink; attach the file it points to instead")
+        if os.path.isdir(path):
+            for root, dirs, files in os.walk(path, followlinks=False):
+                for entry in [*dirs, *files]:
+                    if os.path.islink(os.path.join(root, entry)):
+                        raise InvalidArtifact(f"{os.path.join(root, entry)} is a symlink")
+                for f in files:
+                    rel = os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/")
+                    self._pending[validate_artifact_path(f"{base}/{rel}")] = os.path.join(root, f)
+        elif os.path.isfile(path):
+            self._pending[validate_artifact_path(base)] = path
+        else:
+            raise InvalidArtifact(f"{path} is not a file or directory")
+
+    def load(self, path: str | None = None) -> Any:
+        """Download this card's artifacts (verifying each sha256) and rebuild its objects
+        (data, model, ...). With an AsyncCardRegistry this returns an awaitable."""
+        if self._loader is None:
+            raise RuntimeError("this card did not come from a registry: load it with load_card")
+        return self._loader("load", self, path)
+
+    def download_artifacts(self, path: str) -> Any:
+        """Download every artifact of this card into directory `path`, verified by sha256."""
+        if self._loader is None:
+            raise RuntimeError("this card did not come from a registry: load it with load_card")
+        return self._loader("download", self, path)
 
     @field_validator("space", "name")
     @classmethod
@@ -110,14 +156,54 @@ def lineage_uids(cls: type[Card], attributes: dict[str, Json]) -> list[UUID]:
     return found
 
 
+class DataSplit(BaseModel):
+    """A named part of a dataset: rows where `column == value`, or rows [start, stop)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: str = Field(min_length=1, max_length=64)
+    column: str | None = None
+    value: Json = None
+    start: int | None = None
+    stop: int | None = None
+
+
+def _filter_rows(data: Any, column: str, value: Any) -> Any:
+    if hasattr(data, "filter") and hasattr(data, "columns") and not hasattr(data, "loc"):
+        import polars as pl
+
+        return data.filter(pl.col(column) == value)
+    if hasattr(data, "loc"):
+        return data[data[column] == value]
+    import pyarrow.compute as pc
+
+    return data.filter(pc.equal(data[column], value))
+
+
 class DataCard(Card):
     """Metadata about a dataset (the data itself is an artifact)."""
 
     registry_type = RegistryType.DATA
     card_type = "DataCard"
 
+    # the data itself (pandas / polars / pyarrow table, numpy array): stored as an artifact
+    data: Any = Field(default=None, exclude=True)
     data_type: str | None = None
+    row_count: int | None = None
     feature_map: dict[str, str] = Field(default_factory=dict)
+    data_splits: list[DataSplit] = Field(default_factory=list)
+
+    def split_data(self) -> dict[str, Any]:
+        """The loaded data cut into its named splits (by column value, or by row range)."""
+        if self.data is None:
+            raise RuntimeError("no data: set `data`, or `load()` the card first")
+        out = {}
+        for split in self.data_splits:
+            if split.column is not None:
+                out[split.label] = _filter_rows(self.data, split.column, split.value)
+            else:
+                out[split.label] = self.data[split.start : split.stop]
+        return out
 
 
 class ModelCard(Card):
@@ -128,7 +214,16 @@ class ModelCard(Card):
     lineage_fields = {"datacard_uid": (RegistryType.DATA,)}
 
     datacard_uid: UUID | None = None
+    # the model object (scikit-learn estimator/pipeline, torch.nn.Module): stored as artifacts
+    model: Any = Field(default=None, exclude=True)
+    sample_data: Any = Field(default=None, exclude=True)
     framework: str | None = None
+    framework_versions: dict[str, str] = Field(default_factory=dict)
+    model_format: str | None = None
+    # torch: the importable class ("package.module:Class") and its constructor arguments
+    model_class: str | None = None
+    model_init_kwargs: dict[str, Json] = Field(default_factory=dict)
+    sample_data_type: str | None = None
 
 
 class Metric(BaseModel):
@@ -168,6 +263,20 @@ class RunCard(Card):
 
     def log_parameter(self, name: str, value: ParamValue) -> None:
         self.parameters = {**self.parameters, name: value}
+
+    def log_artifact(self, local_path: str | Any, name: str | None = None) -> None:
+        """Store a file or directory with the run (figures, reports, ...)."""
+        self.add_artifact(local_path, name)
+
+    def log_figure(self, figure: Any, name: str = "figure.png", **savefig_kwargs: Any) -> None:
+        """Save a matplotlib figure as a PNG artifact."""
+        import os
+        import tempfile
+
+        tmp = tempfile.mkdtemp(prefix="opsml-figure-")
+        path = os.path.join(tmp, os.path.basename(name))
+        figure.savefig(path, format="png", **savefig_kwargs)
+        self.add_artifact(path, name)
 
 
 class ExperimentCard(RunCard):
@@ -276,6 +385,7 @@ class CardRecord(BaseModel):
     description: str | None = None
     metadata: dict[str, Json] = Field(default_factory=dict)
     attributes: dict[str, Json] = Field(default_factory=dict)
+    artifacts: list[ArtifactRef] = Field(default_factory=list)
     status: Literal["active", "deleted"] = "active"
     created_at: datetime
     updated_at: datetime | None = None
@@ -298,6 +408,7 @@ class CardRecord(BaseModel):
             description=self.description,
             metadata=dict(self.metadata),
             created_at=self.created_at,
+            artifacts=list(self.artifacts),
             **self.attributes,
         )
 

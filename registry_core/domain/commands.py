@@ -13,6 +13,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.cards import (
     MAX_DESCRIPTION_LENGTH,
     REGISTRY_ALIASES,
@@ -66,11 +67,23 @@ class RegisterCard(CommandBase):
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
     metadata: dict[str, Any] = Field(default_factory=dict)
     attributes: dict[str, Any] = Field(default_factory=dict)
+    # files uploaded to staging under this command_id (see docs/artifacts.md)
+    artifacts: list[ArtifactRef] = Field(default_factory=list, max_length=10_000)
 
     @field_validator("tags")
     @classmethod
     def _valid_tags(cls, value: dict[str, str]) -> dict[str, str]:
         return _check_tags(value)
+
+    @field_validator("artifacts")
+    @classmethod
+    def _unique_paths(cls, value: list[ArtifactRef]) -> list[ArtifactRef]:
+        seen: set[str] = set()
+        for ref in value:
+            if ref.path in seen:
+                raise ValueError(f"artifact path {ref.path!r} appears twice")
+            seen.add(ref.path)
+        return value
 
 
 class UpdateCard(CommandBase):

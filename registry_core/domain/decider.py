@@ -180,6 +180,7 @@ def _register(command: RegisterCard, state: NameState, refs: Refs, ctx: Context)
         description=command.description,
         metadata=dict(command.metadata),
         attributes=attributes,
+        artifacts=list(command.artifacts),
         created_at=ctx.now,
         command_id=command.command_id,
         actor=command.actor,

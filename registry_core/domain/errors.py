@@ -66,6 +66,26 @@ class CardNotFound(RegistryError, LookupError):
     code = "card_not_found"
 
 
+class InvalidArtifact(RegistryError, ValueError):
+    """An artifact is not acceptable: a bad path (absolute, `..`, a symlink), too large, or its
+    bytes do not match its sha256."""
+
+    code = "invalid_artifact"
+
+
+class ArtifactTooLarge(InvalidArtifact):
+    """The artifact is larger than the registry's limit (OPSML_MAX_ARTIFACT_BYTES)."""
+
+    code = "artifact_too_large"
+
+
+class ArtifactIntegrityError(RegistryError):
+    """Downloaded bytes do not match the sha256 recorded at registration: the stored artifact is
+    corrupt or was changed. Do not use it; tell the registry's operators."""
+
+    code = "artifact_integrity"
+
+
 class InvalidQuery(RegistryError, ValueError):
     """The query is malformed (a filter, a cursor or a version constraint)."""
 
@@ -108,6 +128,9 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         WrongRegistry,
         CardNotFound,
         UnknownReference,
+        InvalidArtifact,
+        ArtifactTooLarge,
+        ArtifactIntegrityError,
         InvalidQuery,
         CardIsDeleted,
         NotDeletable,

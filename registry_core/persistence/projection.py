@@ -10,6 +10,7 @@ from datetime import datetime
 import asyncpg
 import orjson
 
+from registry_core.domain.artifacts import card_prefix
 from registry_core.domain.cards import CARD_CLASSES, CardRecord, lineage_uids
 from registry_core.domain.events import (
     CardDeleted,
@@ -49,8 +50,16 @@ def card_row(event: CardRegistered, offset: int) -> tuple[object, ...]:
     return (
         c.uid, c.registry.value, c.space, c.name, c.version, major, minor, patch, pre_key,
         c.card_type, c.tags, c.description, c.metadata, c.attributes, c.status, c.created_at,
-        c.command_id, c.actor, offset,
+        c.command_id, c.actor, offset, [a.model_dump(mode="json") for a in c.artifacts],
     )  # fmt: skip
+
+
+def artifact_rows(card: CardRecord) -> list[tuple[object, ...]]:
+    prefix = card_prefix(card.registry.value, card.space, card.name, card.version)
+    return [
+        (card.registry.value, card.space, a.sha256, f"{prefix}/{a.path}", a.size, card.uid)
+        for a in card.artifacts
+    ]
 
 
 def outcome_row(event: Event, offset: int) -> tuple[object, ...] | None:
@@ -116,6 +125,7 @@ async def project(
         outcomes: list[tuple[object, ...]] = []
         lineage: list[tuple[object, ...]] = []
         metrics: list[tuple[object, ...]] = []
+        stored: list[tuple[object, ...]] = []
         rewritten: dict[object, CardRecord] = {}
         max_epoch, max_offset, max_cmd = row["max_epoch"], row["event_offset"], command_offset
         notify: list[str] = []
@@ -133,6 +143,7 @@ async def project(
                 max_cmd = max(max_cmd, ev.command_offset)
             if isinstance(ev, CardRegistered):
                 cards.append(card_row(ev, item.offset))
+                stored.extend(artifact_rows(ev.card))
                 lineage.extend(lineage_rows(ev.card))
                 metrics.extend(metric_rows(ev.card))
             elif isinstance(ev, CardUpdated | CardDeleted):
@@ -163,6 +174,12 @@ async def project(
             for c in rewritten.values():
                 lineage.extend(lineage_rows(c))
                 metrics.extend(metric_rows(c))
+        if stored:
+            await conn.executemany(Q["insert_artifact"], stored)
+        gone = [uid for uid, c in rewritten.items() if c.status == "deleted"]
+        if gone:
+            # a deleted card's files are no source for de-duplication any more
+            await conn.execute(Q["delete_artifacts_of"], gone)
         if lineage:
             await conn.executemany(Q["insert_lineage"], lineage)
         if metrics:

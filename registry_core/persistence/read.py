@@ -20,7 +20,7 @@ from registry_core.persistence.db import Q
 
 CARD_COLUMNS = (
     "uid, registry, space, name, version, card_type, tags, description, metadata, attributes,"
-    " status, created_at, updated_at, command_id, actor, event_offset"
+    " artifacts, status, created_at, updated_at, command_id, actor, event_offset"
 )
 SORT_COLUMNS = "major, minor, patch, pre_key"
 BY_PRECEDENCE = ("major", "minor", "patch", "pre_key", "event_offset")
@@ -160,3 +160,10 @@ async def run_metrics(
     conn: Conn, uids: list[UUID], names: list[str] | None = None
 ) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch(Q["run_metrics"], uids, names)]
+
+
+async def known_artifacts(
+    conn: Conn, registry: str, space: str, sha256s: list[str]
+) -> list[dict[str, Any]]:
+    """The stored copies of these contents in one registry space (for de-duplication)."""
+    return [dict(r) for r in await conn.fetch(Q["known_artifacts"], registry, space, sha256s)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -11,8 +12,8 @@ from uuid import UUID
 
 import asyncpg
 import structlog
-from fastapi import FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 import registry_core
 from registry_core.contracts.http import (
@@ -23,25 +24,42 @@ from registry_core.contracts.http import (
     ErrorBody,
     Health,
     KafkaConfig,
+    KnownArtifacts,
+    KnownArtifactsQuery,
     Lineage,
     LineageLink,
     MetricPoint,
     OutcomeList,
     OutcomesQuery,
     RunMetrics,
+    StagedFile,
+)
+from registry_core.domain.artifacts import (
+    SHA256_RE,
+    card_prefix,
+    staging_prefix,
+    validate_artifact_path,
 )
 from registry_core.domain.cards import registry_type
-from registry_core.domain.errors import CardNotFound, InvalidQuery, RegistryError
+from registry_core.domain.errors import (
+    ArtifactTooLarge,
+    CardNotFound,
+    InvalidArtifact,
+    InvalidQuery,
+    RegistryError,
+)
 from registry_core.domain.names import validate_name
 from registry_core.messaging import ensure_topics
 from registry_core.persistence import db, read
 from registry_core.persistence.projection import get_tracking
 from registry_core.settings import Settings, get_settings
+from registry_core.storage import open_store
 from workers.api.waiters import OutcomeWaiters
 
 log = structlog.get_logger("opsml.api")
 
-STATUS_FOR_ERROR = {"card_not_found": 404}
+STATUS_FOR_ERROR = {"card_not_found": 404, "artifact_too_large": 413}
+RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,10 +82,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.pool = await db.create_pool(s.dsn, min_size=1, max_size=10)
         app.state.waiters = OutcomeWaiters(s.dsn)
         await app.state.waiters.start()
+        app.state.store = open_store(
+            s.storage_uri, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region
+        )
         log.info("api ready")
         try:
             yield
         finally:
+            await app.state.store.close()
             await app.state.waiters.stop()
             await app.state.pool.close()
 
@@ -264,5 +286,96 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for its last command, then collects the rest here in one round trip."""
         rows = await read.get_outcomes(request.app.state.pool, query.command_ids)
         return OutcomeList(outcomes=[CommandOutcome(**r) for r in rows])
+
+    @app.put(
+        "/api/v1/staging/{command_id}/{path:path}",
+        response_model=StagedFile,
+        status_code=201,
+        tags=["artifacts"],
+        responses={413: {"model": ErrorBody}},
+    )
+    async def stage_artifact(
+        request: Request,
+        command_id: UUID,
+        path: str,
+        x_content_sha256: Annotated[str, Header(description="sha256 of the body, hex")],
+    ) -> StagedFile:
+        """Upload one artifact file into the staging area of a command that is about to be
+        published. The body streams to storage (bounded memory); the declared sha256 is
+        checked and a mismatch leaves nothing behind."""
+        validate_artifact_path(path)
+        sha = x_content_sha256.strip().lower()
+        if not SHA256_RE.fullmatch(sha):
+            raise InvalidArtifact("X-Content-SHA256 must be 64 hex characters")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > s.max_artifact_bytes:
+            raise ArtifactTooLarge(
+                f"{path} is {declared} bytes, over the registry's limit of"
+                f" {s.max_artifact_bytes} bytes"
+            )
+        key = f"{staging_prefix(command_id)}/{path}"
+        stored = await request.app.state.store.put(
+            key, request.stream(), sha256=sha, max_bytes=s.max_artifact_bytes
+        )
+        return StagedFile(path=path, sha256=sha, size=stored.size)
+
+    @app.post("/api/v1/artifacts/known", response_model=KnownArtifacts, tags=["artifacts"])
+    async def known_artifacts(request: Request, query: KnownArtifactsQuery) -> KnownArtifacts:
+        rows = await read.known_artifacts(
+            request.app.state.pool, query.registry, query.space, query.sha256
+        )
+        return KnownArtifacts(known=sorted({r["sha256"] for r in rows}))
+
+    @app.get(
+        "/api/v1/cards/{uid}/artifacts/{path:path}",
+        tags=["artifacts"],
+        responses={
+            200: {"content": {"application/octet-stream": {}}},
+            206: {"description": "a byte range"},
+            404: {"model": ErrorBody},
+        },
+    )
+    async def download_artifact(request: Request, uid: UUID, path: str) -> Response:
+        """Stream one artifact of a card (or its `card.json`). Honours `Range: bytes=a-b`; the
+        whole file's sha256 is in `X-Content-SHA256` for the client to verify."""
+        row = await read.get_card(request.app.state.pool, uid)
+        if row is None:
+            raise CardNotFound(f"no card with uid {uid}")
+        prefix = card_prefix(row["registry"], row["space"], row["name"], row["version"])
+        store = request.app.state.store
+        if path == "card.json":
+            stat = await store.stat(f"{prefix}/card.json")
+            if stat is None:
+                raise CardNotFound(f"card {uid} has no card.json in storage")
+            size, sha = stat.size, stat.sha256 or ""
+        else:
+            ref = next((a for a in row["artifacts"] if a["path"] == path), None)
+            if ref is None:
+                raise CardNotFound(f"card {uid} has no artifact {path!r}")
+            size, sha = int(ref["size"]), ref["sha256"]
+        key = f"{prefix}/{path}"
+        headers = {"Accept-Ranges": "bytes", "X-Content-SHA256": sha}
+        wanted = request.headers.get("range")
+        if wanted:
+            m = RANGE_RE.fullmatch(wanted.strip())
+            if not m or (not m.group(1) and not m.group(2)):
+                return JSONResponse({"detail": f"bad Range {wanted!r}"}, status_code=416)
+            if m.group(1):
+                start = int(m.group(1))
+                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
+            else:  # suffix range: the last N bytes
+                start, end = max(0, size - int(m.group(2))), size - 1
+            if start > end or start >= size:
+                return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+            headers |= {"Content-Range": f"bytes {start}-{end}/{size}",
+                        "Content-Length": str(end - start + 1)}  # fmt: skip
+            return StreamingResponse(
+                store.read(key, start, end), status_code=206, headers=headers,
+                media_type="application/octet-stream",
+            )  # fmt: skip
+        headers["Content-Length"] = str(size)
+        return StreamingResponse(
+            store.read(key), headers=headers, media_type="application/octet-stream"
+        )
 
     return app

@@ -9,19 +9,22 @@ and the projection always commit together. See docs/architecture.md for the exac
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid5
 
 import asyncpg
+import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 
 from registry_core.contracts.codec import UndecodableCommand, decode_command, decode_event, encode
+from registry_core.domain.artifacts import card_prefix, staging_prefix
 from registry_core.domain.cards import CardRecord, RegistryType, card_key
 from registry_core.domain.commands import AnyCommand, RegisterCard
 from registry_core.domain.decider import (
@@ -34,7 +37,7 @@ from registry_core.domain.decider import (
     reject,
     remember,
 )
-from registry_core.domain.errors import RegistryError
+from registry_core.domain.errors import InvalidArtifact, RegistryError
 from registry_core.domain.events import (
     OPSML_NAMESPACE,
     CardDeleted,
@@ -50,6 +53,8 @@ from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
 from registry_core.persistence.projection import LoggedEvent, claim_epoch, get_tracking, project
 from registry_core.persistence.read import record_from_row
 from registry_core.settings import Settings
+from registry_core.storage import ArtifactStore, open_store
+from registry_core.storage.base import hash_of
 
 log = structlog.get_logger("opsml.sequencer")
 
@@ -59,6 +64,10 @@ STATE_CACHE_MAX = 200_000
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
 
 
 def _event_key(event: Event) -> bytes | None:
@@ -84,6 +93,12 @@ class Sequencer:
         self.commands_tp = TopicPartition(settings.commands_topic, 0)
         self.events_tp = TopicPartition(settings.events_topic, 0)
         self.ready = asyncio.Event()  # set once the sequencer is active (lock held, caught up)
+        self.store: ArtifactStore = open_store(
+            settings.storage_uri,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+        )
+        self._cleanup: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -118,6 +133,8 @@ class Sequencer:
                 await self.producer.stop()
         finally:
             await self.conn.close()
+            await asyncio.gather(*self._cleanup, return_exceptions=True)
+            await self.store.close()
 
     async def _acquire_lock(self, stop: asyncio.Event) -> bool:
         assert self.conn is not None
@@ -143,6 +160,7 @@ class Sequencer:
         events published before a crash but never projected, including any from a fenced-off
         predecessor that published just before we started."""
         assert self.conn is not None and self.producer is not None
+        await self._refuse_if_log_lost()
         tracking = await claim_epoch(self.conn, self.s.worker_name)
         self.epoch = tracking.claimed_epoch
         structlog.contextvars.bind_contextvars(epoch=self.epoch)
@@ -156,6 +174,47 @@ class Sequencer:
         md = await self.producer.send_and_wait(self.s.events_topic, encode(marker), partition=0)
         await self._catch_up(tracking.event_offset + 1, md.offset, tracking.max_epoch)
         log.info("caught up", marker_offset=md.offset)
+
+    async def _refuse_if_log_lost(self) -> None:
+        """Stop before claiming an epoch when the events topic ends below the tracked offset: a
+        broker that lost its data would hand out offsets already in event_log (the next batch
+        would collide with the archive) and the catch-up would silently find nothing to do."""
+        assert self.conn is not None
+        tracking = await get_tracking(self.conn, self.s.worker_name)
+        if tracking is None or tracking.event_offset < 0:
+            return
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.s.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
+            **self.s.kafka_client_kwargs(),
+        )
+        await consumer.start()
+        high_water: int | None = None
+        try:
+            consumer.assign([self.events_tp])
+            # Probe the last projected offset; Tansu answers ListOffsets "latest" wrongly, so the
+            # high-water mark comes from a fetch response.
+            consumer.seek(self.events_tp, tracking.event_offset)
+            for _ in range(100):
+                try:
+                    await consumer.getmany(self.events_tp, timeout_ms=100, max_records=1)
+                except OffsetOutOfRangeError:
+                    high_water = 0
+                    break
+                high_water = consumer.highwater(self.events_tp)
+                if high_water is not None:
+                    break
+        finally:
+            await consumer.stop()
+        if high_water is not None and high_water < tracking.event_offset + 1:
+            raise RuntimeError(
+                f"{self.s.events_topic} ends below offset {tracking.event_offset}, which this"
+                " registry already projected: the broker lost its data. Stop every worker and run"
+                " `opsml replay --republish` to write the Postgres archive back, then start the"
+                " worker again (see docs/events.md)"
+            )
 
     async def _catch_up(self, start: int, end: int, max_epoch: int) -> None:
         """Project events [start, end] from the log (not re-deciding anything)."""
@@ -251,6 +310,9 @@ class Sequencer:
             for uid in referenced_uids(item)
         }
         refs = await self._load_refs(wanted)
+        sources = await self._check_artifacts(
+            [item for _, item in decoded if isinstance(item, RegisterCard) and item.artifacts]
+        )
 
         events: list[Event] = []
         seen: set[UUID] = set()
@@ -261,7 +323,21 @@ class Sequencer:
                 continue
             seen.add(cid)
             ctx = Context(now=_now(), epoch=self.epoch, command_offset=rec.offset)
+            found = sources.get(cid)
+            if isinstance(found, InvalidArtifact) and isinstance(item, RegisterCard):
+                log.info("command rejected", command_id=str(cid), reason=found.message)
+                events.append(
+                    reject(
+                        cid, found, ctx, registry=item.registry, space=item.space, name=item.name
+                    )
+                )
+                continue
             events.extend(self._decide_one(item, cid, ctx, refs))
+
+        # Artifacts are in place (and card.json beside them) before any event points at them.
+        await self._finalize(
+            [e for e in events if isinstance(e, CardRegistered) and e.card.artifacts], sources
+        )
 
         if events:
             futures = [
@@ -286,6 +362,7 @@ class Sequencer:
             events=sorted(logged, key=lambda e: e.offset),
             command_offset=records[-1].offset,
         )
+        self._after_commit(decoded, events)
         registered = sum(isinstance(e, CardRegistered) for e in events)
         log.info(
             "batch projected",
@@ -348,6 +425,113 @@ class Sequencer:
             else:
                 log.info("command rejected", command_id=str(cid), reason=getattr(ev, "reason", ""))
         return events
+
+    # ---- artifacts ---------------------------------------------------------------------------
+
+    async def _check_artifacts(
+        self, commands: list[RegisterCard]
+    ) -> dict[UUID, dict[str, str] | InvalidArtifact]:
+        """For each command: where every declared file can be copied from (its staged upload,
+        or an identical file the registry already stores in that space), or why not."""
+        out: dict[UUID, dict[str, str] | InvalidArtifact] = {}
+        for cmd in commands:
+            known = {
+                r["sha256"]: r["key"]
+                for r in await self.conn.fetch(  # type: ignore[union-attr]
+                    Q["known_artifacts"],
+                    cmd.registry.value,
+                    cmd.space,
+                    [a.sha256 for a in cmd.artifacts],
+                )
+            }
+            try:
+                out[cmd.command_id] = dict(
+                    await asyncio.gather(
+                        *(self._source_of(cmd, ref, known) for ref in cmd.artifacts)
+                    )
+                )
+            except InvalidArtifact as problem:
+                out[cmd.command_id] = problem
+        return out
+
+    async def _source_of(
+        self, cmd: RegisterCard, ref: Any, known: dict[str, str]
+    ) -> tuple[str, str]:
+        staged = f"{staging_prefix(cmd.command_id)}/{ref.path}"
+        stat = await self.store.stat(staged)
+        if stat is not None:
+            if stat.size != ref.size:
+                raise InvalidArtifact(
+                    f"artifact {ref.path}: {stat.size} bytes were uploaded, the command declares"
+                    f" {ref.size}"
+                )
+            sha = stat.sha256 or await hash_of(self.store, staged)
+            if sha != ref.sha256:
+                raise InvalidArtifact(
+                    f"artifact {ref.path}: the uploaded bytes hash to {sha}, the command declares"
+                    f" {ref.sha256}"
+                )
+            return ref.path, staged
+        if ref.sha256 in known and await self.store.stat(known[ref.sha256]) is not None:
+            return ref.path, known[ref.sha256]
+        raise InvalidArtifact(
+            f"artifact {ref.path} was not uploaded: no staged file for command {cmd.command_id}"
+            f" and no stored file with sha256 {ref.sha256} in {cmd.registry.value}/{cmd.space}"
+        )
+
+    async def _finalize(self, events: list[CardRegistered], sources: dict[UUID, Any]) -> None:
+        limit = asyncio.Semaphore(8)
+        done = 0
+
+        async def place(src: str, dst: str) -> None:
+            nonlocal done
+            async with limit:
+                await self.store.copy(src, dst)
+                done += 1
+                if self.fault == "mid-finalize":
+                    log.warning("fault injection: SIGKILL in the middle of finalizing artifacts")
+                    os.kill(os.getpid(), signal.SIGKILL)
+
+        for ev in events:
+            c = ev.card
+            prefix = card_prefix(c.registry.value, c.space, c.name, c.version)
+            paths = sources[ev.command_id]
+            await asyncio.gather(*(place(paths[a.path], f"{prefix}/{a.path}") for a in c.artifacts))
+            body = orjson.dumps(c.model_dump(mode="json"), option=orjson.OPT_INDENT_2)
+            await self.store.put(
+                f"{prefix}/card.json",
+                _once(body),
+                sha256=hashlib.sha256(body).hexdigest(),
+                max_bytes=len(body),
+            )
+
+    def _after_commit(self, decoded: list[Any], events: list[Event]) -> None:
+        """Best-effort clean-up once the batch is committed: staged uploads, and the files of
+        deleted cards when OPSML_DELETE_ARTIFACTS is set. Never blocks the batch loop."""
+        prefixes = [
+            staging_prefix(item.command_id)
+            for _, item in decoded
+            if isinstance(item, RegisterCard) and item.artifacts
+        ]
+        if self.s.delete_artifacts:
+            prefixes += [
+                card_prefix(e.card.registry.value, e.card.space, e.card.name, e.card.version)
+                for e in events
+                if isinstance(e, CardDeleted) and e.card.artifacts
+            ]
+        if not prefixes:
+            return
+
+        async def clean() -> None:
+            for prefix in prefixes:
+                try:
+                    await self.store.delete_prefix(prefix)
+                except Exception as exc:  # storage hiccups must not hurt the sequencer
+                    log.warning("artifact clean-up failed", prefix=prefix, error=str(exc))
+
+        task = asyncio.create_task(clean())
+        self._cleanup.add(task)
+        task.add_done_callback(self._cleanup.discard)
 
     # ---- per-name state --------------------------------------------------------------------
 

@@ -27,9 +27,21 @@ VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb);
 -- name: insert_card
 INSERT INTO cards
     (uid, registry, space, name, version, major, minor, patch, pre_key, card_type, tags,
-     description, metadata, attributes, status, created_at, command_id, actor, event_offset)
+     description, metadata, attributes, status, created_at, command_id, actor, event_offset,
+     artifacts)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb, $12, $13::jsonb, $14::jsonb, $15, $16,
-        $17, $18, $19);
+        $17, $18, $19, $20::jsonb);
+
+-- name: insert_artifact
+INSERT INTO artifacts (registry, space, sha256, key, size, uid) VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT DO NOTHING;
+
+-- name: delete_artifacts_of
+DELETE FROM artifacts WHERE uid = ANY($1::uuid[]);
+
+-- name: known_artifacts
+SELECT DISTINCT ON (sha256) sha256, key, size FROM artifacts
+WHERE registry = $1 AND space = $2 AND sha256 = ANY($3::text[]);
 
 -- name: insert_outcome
 INSERT INTO command_outcomes
@@ -62,12 +74,12 @@ FROM command_outcomes AS o WHERE o.command_id = ANY($1::uuid[]);
 
 -- name: get_card
 SELECT uid, registry, space, name, version, card_type, tags, description, metadata, attributes,
-       status, created_at, updated_at, command_id, actor, event_offset
+       artifacts, status, created_at, updated_at, command_id, actor, event_offset
 FROM cards WHERE uid = $1;
 
 -- name: get_cards
 SELECT uid, registry, space, name, version, card_type, tags, description, metadata, attributes,
-       status, created_at, updated_at, command_id, actor, event_offset
+       artifacts, status, created_at, updated_at, command_id, actor, event_offset
 FROM cards WHERE uid = ANY($1::uuid[]);
 
 -- name: rewrite_card

@@ -1,0 +1,212 @@
+"""Artifact transfer for the client: serialise a card's objects, hash, upload what the registry
+does not have yet, and download-and-verify. Everything streams in 1 MiB chunks, so memory stays
+flat whatever the file size."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import httpx
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from client import interfaces
+from registry_core.domain.artifacts import ArtifactRef, validate_artifact_path
+from registry_core.domain.cards import Card, DataCard, ModelCard
+from registry_core.domain.errors import ArtifactIntegrityError
+
+CHUNK = 1024 * 1024
+PROGRESS_MIN_BYTES = 16 * 1024 * 1024
+PARALLEL = 4
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextmanager
+def prepared(card: Card) -> Iterator[tuple[list[tuple[ArtifactRef, Path]], dict[str, Any]]]:
+    """Serialise the card's objects into a temporary directory; yield (manifest with local
+    files, attributes learnt while serialising). The directory is removed afterwards."""
+    tmp = Path(tempfile.mkdtemp(prefix="opsml-upload-"))
+    try:
+        files: dict[str, Path] = {}
+        attrs: dict[str, Any] = {}
+        if isinstance(card, DataCard) and card.data is not None:
+            name, learnt = interfaces.save_table(card.data, tmp, "data")
+            files[name] = tmp / name
+            attrs |= learnt
+        if isinstance(card, ModelCard) and card.model is not None:
+            names, learnt = interfaces.save_model(card.model, tmp)
+            files |= {n: tmp / n for n in names}
+            attrs |= learnt
+        if isinstance(card, ModelCard) and card.sample_data is not None:
+            name, learnt = interfaces.save_table(card.sample_data, tmp, "sample_data")
+            files[name] = tmp / name
+            attrs["sample_data_type"] = learnt["data_type"]
+        for name, local in card._pending.items():
+            files[validate_artifact_path(name)] = Path(local)
+        manifest = [
+            (ArtifactRef(path=name, sha256=sha256_of(p), size=p.stat().st_size), p)
+            for name, p in sorted(files.items())
+        ]
+        yield manifest, attrs
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _progress(total: int, enabled: bool | None) -> Progress | None:
+    show = enabled if enabled is not None else (sys.stderr.isatty() and total >= PROGRESS_MIN_BYTES)
+    if not show:
+        return None
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=False,
+    )
+
+
+async def _file_chunks(path: Path, progress: Progress | None, task: Any) -> AsyncIterator[bytes]:
+    with open(path, "rb") as fh:  # noqa: ASYNC230 - reads go to a thread
+        while chunk := await asyncio.to_thread(fh.read, CHUNK):
+            if progress is not None and task is not None:
+                progress.advance(task, len(chunk))
+            yield chunk
+
+
+async def upload(
+    http: httpx.AsyncClient,
+    command_id: UUID,
+    files: list[tuple[ArtifactRef, Path]],
+    *,
+    progress: bool | None = None,
+    timeout: float = 600.0,
+) -> None:
+    bar = _progress(sum(ref.size for ref, _ in files), progress)
+    limit = asyncio.Semaphore(PARALLEL)
+
+    async def one(ref: ArtifactRef, path: Path) -> None:
+        async with limit:
+            task = bar.add_task(f"upload {ref.path}", total=ref.size) if bar else None
+            resp = await http.put(
+                f"/api/v1/staging/{command_id}/{ref.path}",
+                content=_file_chunks(path, bar, task),
+                headers={"X-Content-SHA256": ref.sha256, "Content-Length": str(ref.size)},
+                timeout=timeout,
+            )
+            if resp.status_code >= 400:
+                raise _error(resp)
+
+    if bar:
+        bar.start()
+    try:
+        await asyncio.gather(*(one(ref, p) for ref, p in files))
+    finally:
+        if bar:
+            bar.stop()
+
+
+async def download(
+    http: httpx.AsyncClient,
+    uid: UUID,
+    refs: list[ArtifactRef],
+    dest: Path,
+    *,
+    progress: bool | None = None,
+    timeout: float = 600.0,
+) -> list[Path]:
+    """Stream every artifact into `dest`, verifying each sha256; a mismatch raises
+    ArtifactIntegrityError and leaves no partial file."""
+    dest.mkdir(parents=True, exist_ok=True)
+    bar = _progress(sum(r.size for r in refs), progress)
+    limit = asyncio.Semaphore(PARALLEL)
+
+    async def one(ref: ArtifactRef) -> Path:
+        target = dest / validate_artifact_path(ref.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        digest = hashlib.sha256()
+        async with limit:
+            task = bar.add_task(f"download {ref.path}", total=ref.size) if bar else None
+            try:
+                async with http.stream(
+                    "GET", f"/api/v1/cards/{uid}/artifacts/{ref.path}", timeout=timeout
+                ) as resp:
+                    if resp.status_code >= 400:
+                        await resp.aread()
+                        raise _error(resp)
+                    with open(part, "wb") as fh:  # noqa: ASYNC230 - writes go to a thread
+                        async for chunk in resp.aiter_bytes(CHUNK):
+                            digest.update(chunk)
+                            await asyncio.to_thread(fh.write, chunk)
+                            if bar is not None and task is not None:
+                                bar.advance(task, len(chunk))
+                if digest.hexdigest() != ref.sha256:
+                    raise ArtifactIntegrityError(
+                        f"{ref.path} of card {uid}: downloaded bytes hash to"
+                        f" {digest.hexdigest()}, the registry recorded {ref.sha256}; the stored"
+                        " file is corrupt or was changed - do not use it, tell the registry's"
+                        " operators"
+                    )
+                os.replace(part, target)
+            finally:
+                part.unlink(missing_ok=True)
+        return target
+
+    if bar:
+        bar.start()
+    try:
+        return list(await asyncio.gather(*(one(r) for r in refs)))
+    finally:
+        if bar:
+            bar.stop()
+
+
+def rebuild(card: Card, directory: Path) -> Card:
+    """Fill the card's objects (data, model, sample data) from its downloaded files."""
+    names = {a.path for a in card.artifacts}
+    if isinstance(card, DataCard):
+        for name in ("data.parquet", "data.npy"):
+            if name in names:
+                card.data = interfaces.load_table(directory / name, card.data_type)
+    if isinstance(card, ModelCard):
+        if card.model_format:
+            card.model = interfaces.load_model(directory, card.attributes())
+        for name in ("sample_data.parquet", "sample_data.npy"):
+            if name in names:
+                card.sample_data = interfaces.load_table(directory / name, card.sample_data_type)
+    return card
+
+
+def _error(resp: httpx.Response) -> Exception:
+    from registry_core.domain.errors import RegistryError, error_from_code
+
+    try:
+        body = resp.json()
+    except ValueError:
+        body = {"detail": resp.text}
+    err: RegistryError = error_from_code(body.get("error_code"), str(body.get("detail")))
+    return err
