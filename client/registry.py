@@ -14,7 +14,6 @@ import getpass
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import AsyncIterator, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
@@ -593,7 +592,8 @@ class _LoopThread:
             target=self.loop.run_forever, name="opsml-client", daemon=True
         )
         self.thread.start()
-        self.open: weakref.WeakSet[AsyncCardRegistry] = weakref.WeakSet()
+        # strong references: a registry nobody closed is closed by CardRegistry.__del__ or at exit
+        self.open: set[AsyncCardRegistry] = set()
         atexit.register(self._close_all)
 
     def _close_all(self) -> None:
@@ -643,6 +643,17 @@ class CardRegistry:
     def close(self) -> None:
         self._runner.open.discard(self._async)
         self._runner.run(self._async.close())
+
+    def __del__(self) -> None:
+        # `CardRegistry("run").register_card(...)` on a throw-away object: close it in the
+        # background instead of leaving a Kafka producer open until exit.
+        runner = getattr(self, "_runner", None)
+        reg = getattr(self, "_async", None)
+        if runner is None or reg is None or reg not in runner.open:
+            return
+        runner.open.discard(reg)
+        if runner.loop.is_running():
+            asyncio.run_coroutine_threadsafe(reg.close(), runner.loop)
 
     def register_card(
         self,
