@@ -1,0 +1,71 @@
+"""Paths, scales and targets. Every path is derived from this file's location."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+WORK = BENCH / ".work"  # venvs, data dirs, logs, profiles (git-ignored)
+VENVS = WORK / "venvs"
+RESULTS = BENCH / "results"
+DOCS = REPO / "docs" / "benchmarks.md"
+DRIVERS = BENCH / "drivers"
+
+# Throw-away databases are created and dropped through this admin connection.
+PG_ADMIN_URL = os.environ.get("BENCH_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_HOSTPORT = os.environ.get("BENCH_PG_HOSTPORT", "127.0.0.1:5432")
+
+SPACE = "bench"
+
+
+@dataclass(frozen=True)
+class Scale:
+    name: str
+    note: str
+    w1_cards: int
+    w1_names: int
+    w2_cards: int
+    w2_procs: int
+    w3_cards: int
+    w4_sizes: tuple[int, ...]
+    w4_requests: int  # per read op and size
+    peer_deadline_s: float  # a peer's registration phase stops issuing new work after this
+    versions_per_seed_name: int = 100
+    seed_chunk: int = 5000
+
+
+QUICK = Scale(
+    name="quick",
+    note="counts scaled to 1/5 of the full workloads (W4 at 1k and 100k versions)",
+    w1_cards=200,
+    w1_names=10,
+    w2_cards=800,
+    w2_procs=8,
+    w3_cards=4000,
+    w4_sizes=(1_000, 100_000),
+    w4_requests=100,
+    peer_deadline_s=10.0,
+)
+FULL = Scale(
+    name="full",
+    note="full workloads",
+    w1_cards=1000,
+    w1_names=10,
+    w2_cards=4000,
+    w2_procs=8,
+    w3_cards=20_000,
+    w4_sizes=(100_000, 1_000_000),
+    w4_requests=1000,
+    peer_deadline_s=120.0,
+)
+
+# Targets for ours (issue 8). W4: p99 <= 5 ms for every read op at every size.
+TARGETS = {
+    "W1": {"p50_ms": 5.0, "p99_ms": 20.0},
+    "W2": {"cards_per_s": 2000.0, "dups": 0, "gaps": 0},
+    "W3": {"cards_per_s": 10_000.0},
+    "W4": {"p99_ms": 5.0},
+}

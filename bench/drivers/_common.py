@@ -1,0 +1,109 @@
+"""Driver plumbing shared by every system's driver (standard library only: drivers run in the
+system's own virtual environment).
+
+Protocol: `python <driver>.py JOB.json RESULT.json GO` - read the job, prepare (imports,
+connections, warm-up), touch JOB.json.ready, wait for the GO file to appear (so that all
+processes of a workload start together), run, write the result as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RegisterOne = Callable[[str], str]
+
+
+def sequential(register_one: RegisterOne, names: list[str], deadline_s: float | None) -> dict:
+    """Register one card per entry of `names`, one at a time; latency per call."""
+    lat: list[float] = []
+    versions: list[list[str]] = []
+    errors: list[str] = []
+    t_start = time.time()
+    t0 = time.perf_counter()
+    for name in names:
+        if deadline_s and time.perf_counter() - t0 > deadline_s:
+            break
+        s = time.perf_counter()
+        try:
+            v = register_one(name)
+        except Exception as exc:
+            errors.append(f"{type(exc).__name__}: {exc}"[:300])
+            continue
+        lat.append((time.perf_counter() - s) * 1000)
+        versions.append([name, str(v)])
+    return {
+        "t_start": t_start,
+        "t_end": time.time(),
+        "latencies_ms": lat,
+        "versions": versions,
+        "errors": errors[:10],
+        "error_count": len(errors),
+        "planned": len(names),
+    }
+
+
+def threaded(
+    make_register_one: Callable[[], RegisterOne],
+    names: list[str],
+    threads: int,
+    deadline_s: float | None,
+) -> dict:
+    """The peers' fastest bulk path: `threads` threads, each owning a disjoint set of names
+    (so no two threads race on one name), registering its cards one after another."""
+    by_name: dict[str, list[str]] = defaultdict(list)
+    for n in names:
+        by_name[n].append(n)
+    buckets: list[list[str]] = [[] for _ in range(threads)]
+    for i, (_, items) in enumerate(sorted(by_name.items())):
+        buckets[i % threads].extend(items)
+    results: list[dict] = [{} for _ in range(threads)]
+
+    def work(i: int) -> None:
+        results[i] = sequential(make_register_one(), buckets[i], deadline_s)
+
+    t_start = time.time()
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(threads) if buckets[i]]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    merged: dict[str, Any] = {
+        "t_start": t_start,
+        "t_end": time.time(),
+        "latencies_ms": [],
+        "versions": [],
+        "errors": [],
+        "error_count": 0,
+        "planned": len(names),
+        "threads": threads,
+    }
+    for r in results:
+        if not r:
+            continue
+        merged["latencies_ms"] += r["latencies_ms"]
+        merged["versions"] += r["versions"]
+        merged["errors"] += r["errors"]
+        merged["error_count"] += r["error_count"]
+    merged["errors"] = merged["errors"][:10]
+    return merged
+
+
+def main(prepare: Callable[[dict], Any], execute: Callable[[Any, dict], dict]) -> None:
+    job_path, result_path, go_path = (Path(a) for a in sys.argv[1:4])
+    job = json.loads(job_path.read_text())
+    ctx = prepare(job)
+    Path(str(job_path) + ".ready").touch()
+    deadline = time.monotonic() + 600
+    while not go_path.exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("no GO signal within 600 s")
+        time.sleep(0.001)
+    result = execute(ctx, job)
+    result_path.write_text(json.dumps(result))

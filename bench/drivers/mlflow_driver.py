@@ -1,0 +1,62 @@
+"""Driver for MLflow 3.x's model registry (MlflowClient over HTTP), run in MLflow's own venv."""
+
+from __future__ import annotations
+
+import logging
+
+from _common import main, sequential, threaded
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+
+from mlflow import MlflowClient  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+SOURCE = "s3://bench/models/model"
+
+
+class Ctx:
+    def __init__(self, job: dict) -> None:
+        self.uri = job["uri"]
+        self.space = job["space"]
+        self.client = MlflowClient(self.uri)
+        for name in job.get("create_names") or []:
+            try:
+                self.client.create_registered_model(f"{self.space}-{name}")
+            except MlflowException as exc:
+                if "RESOURCE_ALREADY_EXISTS" not in str(exc.error_code):
+                    raise
+        self.client.search_registered_models(max_results=1)  # warm-up
+
+    def make_register_one(self):  # one client per thread
+        client = MlflowClient(self.uri)
+        space = self.space
+
+        def register_one(name: str) -> str:
+            name = f"{space}-{name}"  # MLflow has no spaces: prefix the name
+            # await_creation_for=0: the version number is in the create response already;
+            # the default would add a get_model_version round trip per registration.
+            mv = client.create_model_version(name, source=SOURCE, await_creation_for=0)
+            return str(mv.version)
+
+        return register_one
+
+
+def prepare(job: dict) -> Ctx:
+    return Ctx(job)
+
+
+def execute(ctx: Ctx, job: dict) -> dict:
+    names = job["names"]
+    if job["op"] == "register":
+        return sequential(ctx.make_register_one(), names, job.get("deadline_s"))
+    if job["op"] == "bulk":
+        out = threaded(ctx.make_register_one, names, int(job["threads"]), job.get("deadline_s"))
+        out["path"] = f"MlflowClient.create_model_version from {job['threads']} threads"
+        return out
+    if job["op"] == "setup":
+        return {"t_start": 0, "t_end": 0, "versions": [], "latencies_ms": [], "errors": []}
+    raise SystemExit(f"unknown op {job['op']}")
+
+
+if __name__ == "__main__":
+    main(prepare, execute)

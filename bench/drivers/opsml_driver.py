@@ -1,0 +1,43 @@
+"""Driver for OpsML 2.2.4 (CardRegistry over HTTP), run in OpsML's own venv."""
+
+from __future__ import annotations
+
+from _common import main, sequential, threaded
+from opsml import CardRegistry, RunCard
+
+
+class Ctx:
+    def __init__(self, job: dict) -> None:
+        self.space = job["space"]
+        self.reg = CardRegistry("run")
+        self.reg.list_cards(name="warmup", repository=self.space, limit=1)  # warm-up
+
+    def make_register_one(self):  # one registry (HTTP session) per thread
+        reg = CardRegistry("run")
+        space = self.space
+
+        def register_one(name: str) -> str:
+            card = RunCard(name=name, repository=space, contact="bench")
+            reg.register_card(card)
+            return str(card.version)
+
+        return register_one
+
+
+def prepare(job: dict) -> Ctx:
+    return Ctx(job)
+
+
+def execute(ctx: Ctx, job: dict) -> dict:
+    names = job["names"]
+    if job["op"] == "register":
+        return sequential(ctx.make_register_one(), names, job.get("deadline_s"))
+    if job["op"] == "bulk":
+        out = threaded(ctx.make_register_one, names, int(job["threads"]), job.get("deadline_s"))
+        out["path"] = f"CardRegistry.register_card from {job['threads']} threads"
+        return out
+    raise SystemExit(f"unknown op {job['op']}")
+
+
+if __name__ == "__main__":
+    main(prepare, execute)
