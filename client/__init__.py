@@ -7,6 +7,14 @@ card = reg.register_card(RunCard(space="demo", name="churn"))
 
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
 from client.registry import AsyncCardRegistry, CardRegistry
+from client.subscribe import (
+    EventFilter,
+    EventRouter,
+    ReceivedEvent,
+    on_event,
+    run_handlers,
+    subscribe,
+)
 from registry_core.domain.cards import (
     AuditCard,
     AuditComment,
@@ -47,6 +55,8 @@ __all__ = [
     "CardNotFound",
     "CardRegistry",
     "DataCard",
+    "EventFilter",
+    "EventRouter",
     "ExperimentCard",
     "InvalidCommand",
     "InvalidName",
@@ -59,6 +69,7 @@ __all__ = [
     "PipelineCard",
     "ProjectCard",
     "PromptCard",
+    "ReceivedEvent",
     "RegistrationTimeout",
     "RegistryError",
     "RegistryUnavailable",
@@ -66,4 +77,7 @@ __all__ = [
     "UnknownReference",
     "VersionConflict",
     "WrongRegistry",
+    "on_event",
+    "run_handlers",
+    "subscribe",
 ]

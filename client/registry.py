@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import getpass
 import tempfile
 import threading
@@ -69,6 +70,7 @@ def _registry_type(value: str | RegistryType) -> RegistryType:
         raise WrongRegistry(str(exc)) from None
 
 
+@functools.cache
 def _actor() -> str | None:
     try:
         return getpass.getuser()
@@ -355,8 +357,15 @@ class AsyncCardRegistry:
         return await asyncio.to_thread(transfer.rebuild, card, target)
 
     async def _execute(self, command: AnyCommand) -> CommandOutcome:
-        await self.publish(command)
-        outcome = await self.wait_for(command.command_id)
+        # Start waiting before publishing: the API registers the waiter first, so the outcome
+        # cannot be missed, and the request's round trip overlaps the Kafka produce.
+        waiter = asyncio.create_task(self.wait_for(command.command_id))
+        try:
+            await self.publish(command)
+        except BaseException:
+            waiter.cancel()
+            raise
+        outcome = await waiter
         if outcome.status == "rejected":
             raise error_from_code(outcome.error_code, outcome.reason or "command rejected")
         return outcome

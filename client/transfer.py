@@ -48,6 +48,12 @@ def sha256_of(path: Path) -> str:
 def prepared(card: Card) -> Iterator[tuple[list[tuple[ArtifactRef, Path]], dict[str, Any]]]:
     """Serialise the card's objects into a temporary directory; yield (manifest with local
     files, attributes learnt while serialising). The directory is removed afterwards."""
+    has_objects = (isinstance(card, DataCard) and card.data is not None) or (
+        isinstance(card, ModelCard) and (card.model is not None or card.sample_data is not None)
+    )
+    if not has_objects and not card._pending:
+        yield [], {}  # metadata only: no temporary directory, no hashing
+        return
     tmp = Path(tempfile.mkdtemp(prefix="opsml-upload-"))
     try:
         files: dict[str, Path] = {}

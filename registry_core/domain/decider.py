@@ -11,11 +11,13 @@ delete, lineage references); the worker loads exactly those for each batch.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import semver
 from pydantic import ValidationError
 
 from registry_core.domain.cards import (
@@ -46,16 +48,18 @@ from registry_core.domain.events import (
     event_id_for,
     uid_for_command,
 )
-from registry_core.domain.versioning import next_version
+from registry_core.domain.versioning import latest, next_version
 
 Refs = Mapping[UUID, CardRecord]
 
 
 @dataclass(frozen=True)
 class NameState:
-    """What the sequencer knows about one card name: the versions already taken."""
+    """What the sequencer knows about one card name: the versions already taken, and the
+    newest of them (kept so that a bump does not re-parse the whole history)."""
 
-    versions: frozenset[str] = field(default_factory=frozenset)
+    versions: AbstractSet[str] = field(default_factory=frozenset)
+    newest: semver.Version | None = None
 
 
 INITIAL_STATE = NameState()
@@ -168,6 +172,7 @@ def _register(command: RegisterCard, state: NameState, refs: Refs, ctx: Context)
         command.version,
         pre_tag=command.pre_tag,
         build_tag=command.build_tag,
+        newest=state.newest,
     )
     record = CardRecord(
         uid=uid_for_command(command.command_id),
@@ -235,8 +240,16 @@ def _envelope(command_id: UUID, ctx: Context) -> dict[str, Any]:
 
 def evolve(state: NameState, event: Event) -> NameState:
     if isinstance(event, CardRegistered):
-        return NameState(state.versions | {event.card.version})
+        return NameState(state.versions | {event.card.version}, _max(state, event.card.version))
     return state
+
+
+def _max(state: NameState, version: str) -> semver.Version:
+    v = semver.Version.parse(version)
+    if state.newest is None and state.versions:
+        current = latest(state.versions)
+        return v if current is None or v > current else current
+    return v if state.newest is None or v > state.newest else state.newest
 
 
 def fold(events: Iterable[Event], state: NameState = INITIAL_STATE) -> NameState:

@@ -103,51 +103,79 @@ def next_version(
     *,
     pre_tag: str = "rc",
     build_tag: str = "build",
+    newest: semver.Version | None = None,
 ) -> str:
     """The version a new registration gets, given every version already taken for its name
-    (deleted ones included: a version number is never reused)."""
-    taken = set(existing)
-    parsed = [semver.Version.parse(t) for t in taken]
+    (deleted ones included: a version number is never reused).
+
+    `newest` (the highest of `existing`, if the caller keeps it) makes the common request - bump
+    the newest version - independent of how many versions the name has."""
+    taken = existing if isinstance(existing, set | frozenset) else set(existing)
     _check_tag(pre_tag, "pre_tag")
     _check_tag(build_tag, "build_tag")
 
+    if explicit is None:
+        if not taken:
+            return str(_first_in_line(_Line().base(), version_type, pre_tag, build_tag))
+        recent = newest if newest is not None else latest(taken)
+        assert recent is not None
+        return _bump_free(recent, version_type, taken, pre_tag, build_tag)
+
     line, start = _Line(), None
-    if explicit is not None:
-        explicit = explicit.strip()
-        partial = _PARTIAL_RE.fullmatch(explicit)
-        if partial:
-            major = int(partial.group(1))
-            minor = int(partial.group(2)) if partial.group(2) is not None else None
-            if version_type is VersionType.MAJOR:
-                raise InvalidVersion(
-                    f"version_type 'major' cannot stay within line {explicit!r}: pass"
-                    f" version='{major + 1}' to start the next major line, or omit version"
-                )
-            if minor is None:
-                line = _Line(major)
-            elif version_type is VersionType.MINOR:
-                # "2.1" + minor: bump the minor within line 2, or start at 2.1.0 if it is empty
-                line, start = _Line(major), semver.Version(major, minor, 0)
-            else:
-                line = _Line(major, minor)
+    parsed = [semver.Version.parse(t) for t in taken]
+    explicit = explicit.strip()
+    partial = _PARTIAL_RE.fullmatch(explicit)
+    if partial:
+        major = int(partial.group(1))
+        minor = int(partial.group(2)) if partial.group(2) is not None else None
+        if version_type is VersionType.MAJOR:
+            raise InvalidVersion(
+                f"version_type 'major' cannot stay within line {explicit!r}: pass"
+                f" version='{major + 1}' to start the next major line, or omit version"
+            )
+        if minor is None:
+            line = _Line(major)
+        elif version_type is VersionType.MINOR:
+            # "2.1" + minor: bump the minor within line 2, or start at 2.1.0 if it is empty
+            line, start = _Line(major), semver.Version(major, minor, 0)
         else:
-            wanted = parse(explicit)
-            if version_type in RELEASE_BUMPS:
-                return _take_explicit(wanted, taken, parsed)
-            line = _Line(wanted.major, wanted.minor, wanted.patch)
+            line = _Line(major, minor)
+    else:
+        wanted = parse(explicit)
+        if version_type in RELEASE_BUMPS:
+            return _take_explicit(wanted, taken, parsed)
+        line = _Line(wanted.major, wanted.minor, wanted.patch)
 
     scope = [v for v in parsed if line.contains(v)]
     if not scope:
         return str(_first_in_line(start or line.base(), version_type, pre_tag, build_tag))
     recent = _newest(scope)
     assert recent is not None
-    candidate = _bump(recent, version_type, scope, pre_tag, build_tag)
+    return _bump_free(recent, version_type, taken, pre_tag, build_tag)
+
+
+def _bump_free(
+    recent: semver.Version,
+    version_type: VersionType,
+    taken: set[str] | frozenset[str],
+    pre_tag: str,
+    build_tag: str,
+) -> str:
+    candidate = _bump(recent, version_type, taken, pre_tag, build_tag)
     while str(candidate) in taken:  # a safety net: bumps of the newest version are always free
-        candidate = _bump(candidate, version_type, scope, pre_tag, build_tag)
+        candidate = _bump(candidate, version_type, taken, pre_tag, build_tag)
     return str(candidate)
 
 
-def _take_explicit(wanted: semver.Version, taken: set[str], parsed: list[semver.Version]) -> str:
+def _released(final: semver.Version, taken: set[str] | frozenset[str]) -> bool:
+    """Is `final` (a release) taken, with or without build metadata?"""
+    text = str(final)
+    return text in taken or any(t.startswith(text + "+") for t in taken)
+
+
+def _take_explicit(
+    wanted: semver.Version, taken: set[str] | frozenset[str], parsed: list[semver.Version]
+) -> str:
     text = str(wanted)
     if text in taken:
         raise VersionConflict(
@@ -179,14 +207,14 @@ def _first_in_line(
 def _bump(
     recent: semver.Version,
     version_type: VersionType,
-    scope: list[semver.Version],
+    taken: set[str] | frozenset[str],
     pre_tag: str,
     build_tag: str,
 ) -> semver.Version:
     if version_type in RELEASE_BUMPS:
         if recent.prerelease:
             final = recent.finalize_version()
-            if not any(v.prerelease is None and v.finalize_version() == final for v in scope):
+            if not _released(final, taken):
                 return final  # a line of pre-releases is finalised by the next release bump
             recent = final
         release = recent.replace(build=None)

@@ -141,6 +141,12 @@ async def get_outcome(conn: Conn, command_id: UUID) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
+async def get_outcome_with_card(conn: Conn, command_id: UUID) -> dict[str, Any] | None:
+    """The outcome and, for a card that exists, the card - one round trip."""
+    row = await conn.fetchrow(Q["get_outcome_with_card"], command_id)
+    return dict(row) if row else None
+
+
 async def get_outcomes(conn: Conn, command_ids: list[UUID]) -> list[dict[str, Any]]:
     return [dict(r) for r in await conn.fetch(Q["get_outcomes"], command_ids)]
 

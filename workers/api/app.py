@@ -264,21 +264,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         pool = request.app.state.pool
         wait = min(wait, s.command_wait_max_seconds)
         with request.app.state.waiters.expect(str(command_id)) as woken:
-            row = await read.get_outcome(pool, command_id)
+            row = await read.get_outcome_with_card(pool, command_id)
             if row is None and wait > 0:
                 try:
                     await asyncio.wait_for(asyncio.shield(woken), wait)
                 except TimeoutError:
                     pass
-                row = await read.get_outcome(pool, command_id)
+                row = await read.get_outcome_with_card(pool, command_id)
         if row is None:
             pending = CommandOutcome(command_id=command_id, status="pending")
             return JSONResponse(pending.model_dump(mode="json"), status_code=202)
-        outcome = CommandOutcome(**row)
-        if outcome.status != "rejected" and outcome.uid is not None:
-            card = await read.get_card(pool, outcome.uid)
-            outcome.card = CardOut(**card) if card else None
-        return outcome
+        return CommandOutcome(**row)
 
     @app.post("/api/v1/commands/outcomes", response_model=OutcomeList, tags=["commands"])
     async def command_outcomes(request: Request, query: OutcomesQuery) -> OutcomeList:

@@ -19,6 +19,7 @@ from uuid import UUID, uuid5
 
 import asyncpg
 import orjson
+import semver
 import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
@@ -31,7 +32,6 @@ from registry_core.domain.decider import (
     INITIAL_STATE,
     Context,
     NameState,
-    fold,
     handle,
     referenced_uids,
     reject,
@@ -47,6 +47,7 @@ from registry_core.domain.events import (
     SequencerStarted,
     event_id_for,
 )
+from registry_core.domain.versioning import latest
 from registry_core.messaging import ContiguousReader, ensure_topics
 from registry_core.persistence import db
 from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
@@ -404,7 +405,7 @@ class Sequencer:
             state = self.states.get(item.key, INITIAL_STATE)
             events = handle(item, state, refs, ctx)
             if isinstance(item, RegisterCard):
-                self.states[item.key] = fold(events, state)
+                self._advance(item.key, state, events)
             for ev in events:
                 remember(refs, ev)
         except Exception as exc:  # a bug must not turn one message into a stuck worker
@@ -552,7 +553,19 @@ class Sequencer:
         for r in rows:
             versions[card_key(r["registry"], r["space"], r["name"])].add(r["version"])
         for k, vs in versions.items():
-            self.states[k] = NameState(frozenset(vs))
+            self.states[k] = NameState(vs, latest(vs))
+
+    def _advance(self, key: str, state: NameState, events: list[Event]) -> None:
+        """`evolve`, in place: the cache owns its version sets, so a registration costs O(1)
+        instead of copying the name's whole history."""
+        versions = state.versions if isinstance(state.versions, set) else set(state.versions)
+        newest = state.newest
+        for ev in events:
+            if isinstance(ev, CardRegistered):
+                versions.add(ev.card.version)
+                v = semver.Version.parse(ev.card.version)
+                newest = v if newest is None or v > newest else newest
+        self.states[key] = NameState(versions, newest)
 
     async def _load_refs(self, uids: set[UUID]) -> dict[UUID, CardRecord]:
         """The records of the cards this batch's commands point at (update/delete targets,

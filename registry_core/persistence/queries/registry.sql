@@ -67,6 +67,20 @@ SELECT o.command_id, o.status, o.uid, o.version, o.error_code, o.reason, o.event
        o.decided_at
 FROM command_outcomes AS o WHERE o.command_id = $1;
 
+-- name: get_outcome_with_card
+SELECT o.command_id, o.status, o.uid, o.version, o.error_code, o.reason, o.event_offset,
+       o.decided_at,
+       CASE WHEN c.uid IS NULL THEN NULL ELSE jsonb_build_object(
+           'uid', c.uid, 'registry', c.registry, 'space', c.space, 'name', c.name,
+           'version', c.version, 'card_type', c.card_type, 'tags', c.tags,
+           'description', c.description, 'metadata', c.metadata, 'attributes', c.attributes,
+           'artifacts', c.artifacts, 'status', c.status, 'created_at', c.created_at,
+           'updated_at', c.updated_at, 'command_id', c.command_id, 'actor', c.actor,
+           'event_offset', c.event_offset) END AS card
+FROM command_outcomes AS o
+LEFT JOIN cards AS c ON c.uid = o.uid AND o.status <> 'rejected'
+WHERE o.command_id = $1;
+
 -- name: get_outcomes
 SELECT o.command_id, o.status, o.uid, o.version, o.error_code, o.reason, o.event_offset,
        o.decided_at
