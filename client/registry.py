@@ -167,7 +167,7 @@ class AsyncCardRegistry:
                     linger_ms=0,
                     security_protocol=cfg.kafka.security_protocol,
                     max_request_size=cfg.kafka.max_message_bytes + 65_536,
-                    request_timeout_ms=int(self.settings.request_timeout_seconds * 1000),
+                    request_timeout_ms=self.settings.kafka_request_timeout_ms,
                 )
                 try:
                     await producer.start()

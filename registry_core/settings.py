@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     # Tansu does not wake a waiting fetch when data arrives: a consumer sees new data after about
     # half this wait. Real Kafka wakes at once, so a small value costs nothing there.
     kafka_fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
+    # How long a fetch or produce may go unanswered before it is retried. aiokafka's 40 s
+    # default turned a broker that drops a response (seen with Tansu on S3 under concurrent
+    # producers) into 40-80 s stalls; retries are safe here (de-duplication by command_id and
+    # event_id), so fail fast.
+    kafka_request_timeout_ms: int = Field(default=5000, ge=1000)
 
     max_command_bytes: int = Field(default=1_048_576, ge=1024)
     worker_batch_max: int = Field(default=500, ge=1, le=100_000)
@@ -79,5 +84,6 @@ class ClientSettings(BaseSettings):
     kafka_bootstrap_servers_override: str | None = None
     request_timeout_seconds: float = 30.0
     register_timeout_seconds: float = 60.0
+    kafka_request_timeout_ms: int = 5000
     # Uploads and downloads of artifacts (per request; large files stream).
     transfer_timeout_seconds: float = 600.0

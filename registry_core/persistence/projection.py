@@ -129,8 +129,23 @@ async def project(
         rewritten: dict[object, CardRecord] = {}
         max_epoch, max_offset, max_cmd = row["max_epoch"], row["event_offset"], command_offset
         notify: list[str] = []
+        # A producer retry can leave the same decision twice in the log (no idempotent producer
+        # on the test broker): the first copy of a command's outcome wins, later copies are
+        # archived as not applied - the same rule for the live worker, catch-up and replay.
+        decided = {
+            r["command_id"]
+            for r in await conn.fetch(
+                Q["known_outcomes"],
+                list({i.event.command_id for i in events if _has_outcome(i.event)}),
+            )
+        }
         for item in events:
             ev = item.event
+            if item.applied and _has_outcome(ev):
+                if ev.command_id in decided:
+                    item = LoggedEvent(item.offset, ev, False)
+                else:
+                    decided.add(ev.command_id)
             archive.append(
                 (item.offset, ev.event_id, ev.type, ev.command_id, ev.epoch, ev.schema_version,
                  item.applied, ev.occurred_at, orjson.dumps(ev.model_dump(mode="json")).decode())
@@ -192,6 +207,10 @@ async def project(
                 ",".join(notify[i : i + NOTIFY_CHUNK]) for i in range(0, len(notify), NOTIFY_CHUNK)
             ]
             await conn.execute(Q["notify_outcomes"], chunks)
+
+
+def _has_outcome(event: Event) -> bool:
+    return isinstance(event, CardRegistered | CardUpdated | CardDeleted | CommandRejected)
 
 
 async def get_tracking(conn: asyncpg.Connection, name: str) -> Tracking | None:

@@ -124,6 +124,7 @@ class Sequencer:
                 enable_idempotence=False,  # not supported by Tansu; not needed (see docs)
                 linger_ms=0,
                 max_request_size=max(s.max_command_bytes * 2, 1_048_576),
+                request_timeout_ms=s.kafka_request_timeout_ms,
                 **s.kafka_client_kwargs(),
             )
             await self.producer.start()
@@ -189,6 +190,7 @@ class Sequencer:
             enable_auto_commit=False,
             auto_offset_reset="none",
             fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
+            request_timeout_ms=self.s.kafka_request_timeout_ms,
             **self.s.kafka_client_kwargs(),
         )
         await consumer.start()
@@ -226,6 +228,7 @@ class Sequencer:
             enable_auto_commit=False,
             auto_offset_reset="none",
             fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
+            request_timeout_ms=self.s.kafka_request_timeout_ms,
             **self.s.kafka_client_kwargs(),
         )
         await consumer.start()
@@ -270,6 +273,7 @@ class Sequencer:
             # never jump silently: a position outside the log is an error, not a reset
             auto_offset_reset="none",
             fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
+            request_timeout_ms=self.s.kafka_request_timeout_ms,
             max_partition_fetch_bytes=max(self.s.max_command_bytes * 2, 1_048_576),
             fetch_max_bytes=max(self.s.max_command_bytes * 4, 52_428_800),
             **self.s.kafka_client_kwargs(),
