@@ -110,6 +110,71 @@ def migrate() -> None:
     typer.echo(f"applied migrations: {applied}" if applied else "database is up to date")
 
 
+@app.command()
+def replay(
+    source: Annotated[
+        str, typer.Option(help="kafka (the log, from offset 0) | archive (Postgres event_log)")
+    ] = "kafka",
+    verify_only: Annotated[
+        bool, typer.Option(help="Rebuild, print the differences from the live, switch nothing.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option(help="Switch even when the rebuild differs from the live tables.")
+    ] = False,
+    keep: Annotated[
+        bool, typer.Option(help="Keep the rebuild schema when nothing is switched.")
+    ] = False,
+    republish: Annotated[
+        bool,
+        typer.Option(help="Write the archive back into an EMPTY events topic (lost broker data)."),
+    ] = False,
+    batch_size: Annotated[int, typer.Option(help="Events per projection transaction.")] = 2000,
+) -> None:
+    """Rebuild every read table from the event log into a fresh schema, verify, switch."""
+    from rich.console import Console
+
+    from workers.replay import ReplayError
+    from workers.replay import replay as run_replay
+    from workers.replay import republish as run_republish
+
+    s = _settings()
+    console = Console(stderr=True)
+    try:
+        if republish:
+            rep = asyncio.run(run_republish(s, console=console))
+            typer.echo(
+                f"republished {rep.events} events ({rep.gaps} gap placeholders) in"
+                f" {rep.seconds:.1f}s; the worker will read {s.commands_topic} from offset 0"
+            )
+            return
+        if source not in ("kafka", "archive"):
+            raise ReplayError(f"--source must be kafka or archive, not {source!r}")
+        result = asyncio.run(
+            run_replay(
+                s, source=source, verify_only=verify_only, force=force, keep=keep,  # type: ignore[arg-type]
+                batch_size=batch_size, console=console,
+            )
+        )  # fmt: skip
+    except ReplayError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    st = result.stats
+    for diff in result.diffs:
+        typer.echo(diff.describe())
+    typer.echo(
+        f"replayed {st.events} events ({st.applied} applied, {st.fenced} fenced,"
+        f" {st.undecodable} skipped) in {st.seconds:.1f}s = {st.rate:,.0f} events/s"
+    )
+    if result.switched:
+        typer.echo(
+            f"switched: the rebuilt tables are live; the old ones are kept in schema"
+            f" {result.old_schema} (DROP SCHEMA {result.old_schema} CASCADE when satisfied)"
+        )
+    elif verify_only:
+        typer.echo("identical" if result.identical else "DIFFERENT")
+        raise typer.Exit(0 if result.identical else 1)
+
+
 @app.command("list")
 def list_cards(
     registry: Annotated[str, typer.Option(help="data | model | run")],
@@ -162,6 +227,41 @@ def register(
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{registry}/{space}/{name} {card.version} uid={card.uid}")
+
+
+@app.command()
+def download(
+    registry: Annotated[str, typer.Option(help="data | model | run | ...")],
+    name: Annotated[str, typer.Option()],
+    to: Annotated[Path, typer.Option(help="Directory to write the artifacts into.")],
+    space: Annotated[str | None, typer.Option()] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Exact version or constraint ('^1', '1.2.*', '>=1,<2').")
+    ] = None,
+    uid: Annotated[str | None, typer.Option(help="A card uid (instead of name/version).")] = None,
+    prereleases: Annotated[bool, typer.Option(help="Let a pre-release be the newest.")] = False,
+) -> None:
+    """Download a card's artifacts (newest matching version), each verified by sha256 - e.g. a
+    CI build pulling the model it packages into an image. Uses OPSML_TRACKING_URI."""
+    from client import CardRegistry, RegistryError
+
+    try:
+        with CardRegistry(registry) as reg:
+            if uid:
+                card = reg.load_card(uid=uid)
+            else:
+                card = reg.load_card(
+                    space=space, name=name, version=version, include_prereleases=prereleases
+                )
+            paths = reg.download_artifacts(card, to, progress=True)
+    except RegistryError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    total = sum(p.stat().st_size for p in paths)
+    typer.echo(
+        f"{registry}/{card.space}/{card.name} {card.version} (uid {card.uid}):"
+        f" {len(paths)} file(s), {total} bytes, sha256 verified -> {to}"
+    )
 
 
 if __name__ == "__main__":

@@ -206,7 +206,9 @@ def _update(command: UpdateCard, refs: Refs, ctx: Context) -> Event:
             raise InvalidCommand(f"{cls.card_type}s have no metrics")
         attributes["metrics"] = [*attributes.get("metrics", []), *command.add_metrics]
     attributes = _validated_attributes(cls, command, attributes)
-    _check_lineage(cls, attributes, refs)
+    # only references this update sets are checked (existing ones were checked when written)
+    changed_refs = {k: attributes[k] for k in (command.attributes or {}) if k in attributes}
+    _check_lineage(cls, changed_refs, refs)
     changes: dict[str, Any] = {"attributes": attributes}
     if command.tags is not None:
         changes["tags"] = dict(command.tags)

@@ -53,7 +53,7 @@ async def test_pandas_polars_roundtrip_and_dedupe(
     uploaded: list[str] = []
     real_upload = transfer_mod.upload
 
-    async def spy(http, command_id, files, **kw):  # noqa: ANN001, ANN003, ANN202
+    async def spy(http, command_id, files, **kw):  # type: ignore[no-untyped-def]
         uploaded.extend(ref.path for ref, _ in files)
         return await real_upload(http, command_id, files, **kw)
 
@@ -172,7 +172,7 @@ async def test_matplotlib_png_and_generic_files_roundtrip(
 
 async def test_corrupt_stored_file_is_detected_on_load(
     storage_stack: Stack, s3_server, tmp_path: Path
-) -> None:  # noqa: ANN001
+) -> None:
     async with AsyncCardRegistry("data", tracking_uri=storage_stack.url) as reg:
         card = await reg.register_card(DataCard(space="c", name="x", data=np.arange(1000)))
         key = f"data/c/x/v{card.version}/data.npy"
@@ -202,7 +202,7 @@ async def test_missing_staged_file_rejects_the_command_with_the_reason(
             RunCard(space="s", name="n"), "minor", None,
             artifacts=[ArtifactRef(path="weights.bin", sha256="ab" * 32, size=10)],
         )  # fmt: skip
-        with pytest.raises(InvalidArtifact, match="weights.bin was not uploaded"):
+        with pytest.raises(InvalidArtifact, match=r"weights\.bin was not uploaded"):
             await reg._execute(command)  # published without uploading anything
         ok = await reg.register_card(RunCard(space="s", name="n"))
         assert ok.version == "1.0.0"  # the rejection took no version

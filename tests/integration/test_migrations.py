@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 CANONICAL = {
     "cards": {"uid", "registry", "space", "name", "version", "major", "minor", "patch", "pre_key",
               "card_type", "tags", "description", "metadata", "attributes", "status",
-              "created_at", "updated_at", "command_id", "actor", "event_offset"},
+              "created_at", "updated_at", "command_id", "actor", "event_offset", "artifacts"},
     "event_log": {"event_offset", "event_id", "event_type", "command_id", "epoch",
                   "schema_version", "applied", "occurred_at", "payload"},
     "command_outcomes": {"command_id", "status", "uid", "version", "error_code", "reason",
@@ -25,6 +25,7 @@ CANONICAL = {
     "schema_migrations": {"version", "name", "applied_at"},
     "lineage": {"uid", "ref_uid", "field"},
     "run_metrics": {"uid", "seq", "name", "step", "value", "logged_at"},
+    "artifacts": {"registry", "space", "sha256", "key", "size", "uid"},
 }  # fmt: skip
 
 

@@ -271,3 +271,13 @@ def test_lineage_references_are_checked() -> None:
             )
         )
     assert audit.attributes["approved"] is False
+
+
+def test_metrics_update_of_a_run_with_lineage_needs_no_reference_lookup() -> None:
+    w = World()
+    [data] = w.given(register(registry="data", card_type="DataCard"))
+    [run] = w.given(register(attributes={"datacard_uids": [str(data.uid)]}))
+    refs_without_data = {run.uid: run}  # what the worker loads for a metrics-only update
+    cmd = of(run, UpdateCard, add_metrics=[{"name": "loss", "value": 0.1, "step": 0}])
+    [event] = decide(cmd, w.state(cmd.key), refs_without_data, CTX)
+    assert isinstance(event, CardUpdated) and event.card.attributes["metrics"][0]["value"] == 0.1

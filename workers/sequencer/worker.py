@@ -291,7 +291,8 @@ class Sequencer:
                     raise RuntimeError(
                         f"{self.s.commands_topic} has no offset {reader.position}, which this"
                         " registry already processed up to: the broker lost its data. Restore"
-                        " the broker, or republish the log (see docs/architecture.md)"
+                        " the broker, or republish the log with `opsml replay --republish`"
+                        " (docs/events.md)"
                     ) from exc
                 if records:
                     await self.process(records)
