@@ -15,7 +15,13 @@ import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from registry_core.domain.commands import COMMAND_SCHEMA_VERSION, AnyCommand, Command
-from registry_core.domain.errors import InvalidCommand, RegistryError, UnsupportedSchemaVersion
+from registry_core.domain.errors import (
+    InvalidCommand,
+    RegistryError,
+    UnsupportedSchemaVersion,
+    clip,
+    summarize_validation,
+)
 from registry_core.domain.events import EVENT_SCHEMA_VERSION, Event
 
 _command_adapter: TypeAdapter[AnyCommand] = TypeAdapter(Command)
@@ -48,13 +54,27 @@ def _salvage_uuid(value: Any) -> UUID | None:
 
 
 def _short(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors()[:5]:
-        loc = ".".join(str(p) for p in err["loc"]) or "(message)"
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"{loc}: {msg}")
-    more = len(exc.errors()) - 5
-    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
+    return summarize_validation(exc)
+
+
+def _nul_at(value: Any) -> str | None:
+    """Where U+0000 sits in a decoded command ("metadata.note"), if anywhere: Postgres text and
+    jsonb cannot hold it."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        where, v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                return where or "(message)"
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                here = f"{where}.{clip(k, 40)}" if where else clip(k, 40)
+                if "\x00" in str(k):
+                    return here
+                stack.append((here, item))
+        elif isinstance(v, list):
+            stack.extend((f"{where}[{i}]", item) for i, item in enumerate(v))
+    return None
 
 
 def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | UndecodableCommand:
@@ -85,6 +105,15 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
             InvalidCommand(f"a command must be a JSON object, got {type(data).__name__}"), None
         )
     cid = _salvage_uuid(data.get("command_id"))
+    nul = _nul_at(data)
+    if nul is not None:
+        return UndecodableCommand(
+            InvalidCommand(
+                f"{nul}: invalid, contains a NUL character (U+0000), which the registry cannot"
+                " store; remove it"
+            ),
+            cid,
+        )
     where = {
         k: data.get(k) if isinstance(data.get(k), str) and len(data[k]) <= 64 else None
         for k in ("registry", "space", "name")
@@ -93,8 +122,9 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
     if version != COMMAND_SCHEMA_VERSION:
         return UndecodableCommand(
             UnsupportedSchemaVersion(
-                f"command schema_version {version!r} is not supported (this worker reads"
-                f" version {COMMAND_SCHEMA_VERSION}); upgrade the worker or use a matching client"
+                f"command schema_version {clip(repr(version), 40)} is not supported (this worker"
+                f" reads version {COMMAND_SCHEMA_VERSION}); upgrade the worker or use a matching"
+                " client"
             ),
             cid,
             **where,

@@ -95,6 +95,7 @@ class Health(BaseModel):
 
 class ErrorBody(BaseModel):
     detail: str
+    error_code: str | None = None
 
 
 class StagedFile(BaseModel):

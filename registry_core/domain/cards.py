@@ -231,7 +231,7 @@ class Metric(BaseModel):
 
     name: str = Field(min_length=1, max_length=128)
     value: float
-    step: int | None = Field(default=None, ge=0)
+    step: int | None = Field(default=None, ge=0, le=2**31 - 1)
     timestamp: datetime | None = None
 
 

@@ -30,6 +30,7 @@ from registry_core.domain.cards import (
 )
 from registry_core.domain.commands import AnyCommand, DeleteCard, RegisterCard, UpdateCard
 from registry_core.domain.errors import (
+    MAX_REASON,
     CardIsDeleted,
     CardNotFound,
     InvalidCommand,
@@ -38,6 +39,8 @@ from registry_core.domain.errors import (
     RegistryError,
     UnknownReference,
     WrongRegistry,
+    clip,
+    summarize_validation,
 )
 from registry_core.domain.events import (
     CardDeleted,
@@ -113,7 +116,9 @@ def _validated_attributes(
         # The card class is the schema of the type-specific attributes.
         card = cls(space=command.space, name=command.name, **attributes)
     except (ValidationError, TypeError) as exc:
-        raise InvalidCommand(f"invalid {cls.card_type} attributes: {exc}") from exc
+        raise InvalidCommand(
+            f"invalid {cls.card_type} attributes: {summarize_validation(exc)}"
+        ) from exc
     return card.attributes()
 
 
@@ -279,7 +284,7 @@ def reject(
     return CommandRejected(
         **_envelope(command_id, ctx),
         error_code=error.code,
-        reason=error.message,
+        reason=clip(error.message, MAX_REASON),
         registry=registry,
         space=space,
         name=name,

@@ -139,6 +139,33 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
 }
 
 
+MAX_REASON = 2000
+
+
+def clip(text: object, limit: int = 120) -> str:
+    """Echo at most `limit` characters of user input into a message."""
+    shown = str(text)
+    return shown if len(shown) <= limit else shown[: limit - 3] + "..."
+
+
+def summarize_validation(exc: Exception, limit: int = MAX_REASON) -> str:
+    """A short, bounded description of a pydantic ValidationError (never the raw input)."""
+    errors = getattr(exc, "errors", None)
+    if errors is None:
+        return clip(exc, limit)
+    try:
+        items = errors(include_input=False, include_url=False)
+    except TypeError:  # FastAPI's RequestValidationError.errors() takes no options
+        items = errors()
+    parts = []
+    for err in items[:5]:
+        loc = ".".join(clip(p, 40) for p in err.get("loc", ())) or "(message)"
+        msg = clip(str(err.get("msg", "")).removeprefix("Value error, "), 300)
+        parts.append(f"{loc}: {msg}")
+    more = len(items) - 5
+    return clip("; ".join(parts) + (f"; and {more} more" if more > 0 else ""), limit)
+
+
 def error_from_code(code: str | None, message: str) -> RegistryError:
     """Rebuild a domain error from its wire code (unknown codes fall back to the base class)."""
     return ERRORS_BY_CODE.get(code or "", RegistryError)(message)

@@ -164,6 +164,11 @@ def _bump_free(
     candidate = _bump(recent, version_type, taken, pre_tag, build_tag)
     while str(candidate) in taken:  # a safety net: bumps of the newest version are always free
         candidate = _bump(candidate, version_type, taken, pre_tag, build_tag)
+    if max(candidate.major, candidate.minor, candidate.patch) > MAX_PART:
+        raise InvalidVersion(
+            f"a {version_type.value} bump of {recent} would exceed {MAX_PART}, the largest"
+            " version number the registry stores"
+        )
     return str(candidate)
 
 

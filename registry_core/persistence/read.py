@@ -15,7 +15,7 @@ import orjson
 
 from registry_core.domain.cards import CardRecord
 from registry_core.domain.errors import InvalidQuery
-from registry_core.domain.versioning import RELEASE_KEY, parse_constraint
+from registry_core.domain.versioning import MAX_PART, RELEASE_KEY, parse_constraint
 from registry_core.persistence.db import Q
 
 CARD_COLUMNS = (
@@ -59,8 +59,20 @@ def _decode_cursor(cursor: str, order: tuple[str, ...]) -> list[Any]:
         if kind != ("t" if order is BY_TIME else "p") or len(values) != len(order):
             raise ValueError
         if order is BY_TIME:
-            return [datetime.fromisoformat(values[0]), int(values[1])]
-        return [int(values[0]), int(values[1]), int(values[2]), str(values[3]), int(values[4])]
+            out: list[Any] = [datetime.fromisoformat(values[0]), int(values[1])]
+            ints = [out[1]]
+        else:
+            out = [int(values[0]), int(values[1]), int(values[2]), str(values[3]), int(values[4])]
+            ints = out[:3]
+            if "\x00" in out[3] or len(out[3]) > 1000:
+                raise ValueError
+            if not 0 <= out[4] < 2**63:
+                raise ValueError
+        if any(not 0 <= v <= MAX_PART for v in ints[:3]) and order is not BY_TIME:
+            raise ValueError
+        if order is BY_TIME and not 0 <= out[1] < 2**63:
+            raise ValueError
+        return out
     except (ValueError, TypeError, orjson.JSONDecodeError):
         raise InvalidQuery(
             "the cursor is not valid for this query: pass back `next_cursor` unchanged, with the"
@@ -92,6 +104,11 @@ async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], s
         if constraint.exact is not None:
             where.append(f"version = {arg(constraint.exact)}")
         for b in constraint.bounds:
+            if max(b.key[:3]) > MAX_PART:
+                # beyond the largest storable version: "<" always holds, ">" never does
+                if b.op in (">", ">="):
+                    return [], None
+                continue
             params = ", ".join(arg(v) for v in b.key)
             where.append(f"({SORT_COLUMNS}) {b.op} ({params})")
     if f.ignore_release_candidates:

@@ -1,6 +1,6 @@
 """A 200 MB artifact streams through client, API and worker with bounded memory.
 
-The client runs in its own process so its peak RSS (ru_maxrss) is its own; the API's and the
+The client runs in its own process so its peak RSS (VmHWM) is its own; the API's and the
 worker's RSS are sampled while the transfer runs.
 """
 
@@ -24,7 +24,7 @@ SIZE = 200 * 1024 * 1024
 
 CLIENT = textwrap.dedent(
     """
-    import json, os, resource, sys, time
+    import json, os, sys, time
     from client import CardRegistry, RunCard
 
     url, src, dst = sys.argv[1:4]
@@ -38,7 +38,9 @@ CLIENT = textwrap.dedent(
         card = reg.load_card(uid=run.uid)
         t0 = time.monotonic(); reg.download_artifacts(card, dst, progress=False)
         down = time.monotonic() - t0
-    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: the latter keeps the high-water mark of the forked parent across exec
+    peak_kb = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+    peak_mb = peak_kb / 1024
     print(json.dumps({"up_s": up, "down_s": down, "peak_rss_mb": peak_mb}))
     """
 )

@@ -13,6 +13,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 import registry_core
@@ -47,6 +48,7 @@ from registry_core.domain.errors import (
     InvalidArtifact,
     InvalidQuery,
     RegistryError,
+    summarize_validation,
 )
 from registry_core.domain.names import validate_name
 from registry_core.messaging import ensure_topics
@@ -98,8 +100,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=registry_core.__version__,
         description="Read API of opsml-registry: cards, client configuration, command outcomes.",
         lifespan=lifespan,
-        responses={422: {"model": ErrorBody}},
+        responses={
+            400: {"model": ErrorBody, "description": "the request could not be read"},
+            422: {"model": ErrorBody, "description": "invalid input"},
+        },
     )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        # never echo the input back: it may be huge, or not even serialisable (NaN, lone
+        # surrogates), which made the default handler answer 500
+        return JSONResponse(
+            {"detail": summarize_validation(exc), "error_code": "invalid_request"},
+            status_code=422,
+        )
+
+    @app.middleware("http")
+    async def refuse_nul(request: Request, call_next: Any) -> Any:
+        """Postgres text cannot hold U+0000: refuse it in paths and query strings up front."""
+        raw_query = request.scope.get("query_string", b"").lower()
+        if "\x00" in request.scope.get("path", "") or b"%00" in raw_query:
+            return JSONResponse(
+                {"detail": "NUL characters (U+0000) are not allowed in paths or queries",
+                 "error_code": "invalid_request"},
+                status_code=422,
+            )  # fmt: skip
+        return await call_next(request)
 
     @app.exception_handler(RegistryError)
     async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
@@ -211,7 +237,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             downstream=[LineageLink(field=f, card=CardOut(**c)) for f, c in links["downstream"]],
         )
 
-    @app.get("/api/v1/runs/metrics", response_model=RunMetrics, tags=["runs"])
+    @app.get(
+        "/api/v1/runs/metrics",
+        response_model=RunMetrics,
+        tags=["runs"],
+        responses={404: {"model": ErrorBody}},
+    )
     async def run_metrics(
         request: Request,
         uid: Annotated[list[UUID], Query(min_length=1, max_length=100)],

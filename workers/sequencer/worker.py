@@ -37,7 +37,7 @@ from registry_core.domain.decider import (
     reject,
     remember,
 )
-from registry_core.domain.errors import InvalidArtifact, RegistryError
+from registry_core.domain.errors import InvalidArtifact, RegistryError, clip
 from registry_core.domain.events import (
     OPSML_NAMESPACE,
     CardDeleted,
@@ -415,7 +415,7 @@ class Sequencer:
                 remember(refs, ev)
         except Exception as exc:  # a bug must not turn one message into a stuck worker
             log.exception("command could not be handled", command_id=str(cid))
-            error = RegistryError(f"internal error while handling this command: {exc!r}")
+            error = RegistryError(f"internal error while handling this command: {clip(repr(exc))}")
             return [
                 reject(cid, error, ctx, registry=item.registry, space=item.space, name=item.name)
             ]
