@@ -14,6 +14,8 @@ import asyncio
 import json
 import os
 import random
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -110,5 +112,16 @@ async def test_random_worker_kills_lose_and_duplicate_nothing(
             for a in manifest:
                 f = root / "run" / "faults" / r["name"] / f"v{r['version']}" / a["path"]
                 assert f.is_file() and f.stat().st_size == a["size"], f
+        # and the event log, replayed from offset 0 into a fresh schema, gives the same tables
+        verify = subprocess.run(  # noqa: ASYNC221 - nothing else runs meanwhile
+            [sys.executable, "-m", "workers.cli", "replay", "--verify-only"],
+            env={**os.environ, **stack.env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert verify.returncode == 0 and "identical" in verify.stdout, (
+            verify.stdout[-2000:] + verify.stderr[-2000:]
+        )
     finally:
         stack.stop()
