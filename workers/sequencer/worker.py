@@ -138,6 +138,19 @@ class Sequencer:
             await asyncio.gather(*self._cleanup, return_exceptions=True)
             await self.store.close()
 
+    def _consumer(self, **extra: Any) -> AIOKafkaConsumer:
+        """A partition reader with offsets kept by us (no group, no auto commit) that never
+        jumps silently: a position outside the log is an error, not a reset."""
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.s.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="none",
+            fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
+            request_timeout_ms=self.s.kafka_request_timeout_ms,
+            **extra,
+            **self.s.kafka_client_kwargs(),
+        )
+
     async def _acquire_lock(self, stop: asyncio.Event) -> bool:
         assert self.conn is not None
         announced = False
@@ -185,14 +198,7 @@ class Sequencer:
         tracking = await get_tracking(self.conn, self.s.worker_name)
         if tracking is None or tracking.event_offset < 0:
             return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.s.kafka_bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="none",
-            fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
-            request_timeout_ms=self.s.kafka_request_timeout_ms,
-            **self.s.kafka_client_kwargs(),
-        )
+        consumer = self._consumer()
         await consumer.start()
         high_water: int | None = None
         try:
@@ -223,14 +229,7 @@ class Sequencer:
         """Project events [start, end] from the log (not re-deciding anything)."""
         if start > end:
             return
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.s.kafka_bootstrap_servers,
-            enable_auto_commit=False,
-            auto_offset_reset="none",
-            fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
-            request_timeout_ms=self.s.kafka_request_timeout_ms,
-            **self.s.kafka_client_kwargs(),
-        )
+        consumer = self._consumer()
         await consumer.start()
         projected = 0
         try:
@@ -267,16 +266,9 @@ class Sequencer:
         assert self.conn is not None
         tracking = await get_tracking(self.conn, self.s.worker_name)
         assert tracking is not None
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.s.kafka_bootstrap_servers,
-            enable_auto_commit=False,
-            # never jump silently: a position outside the log is an error, not a reset
-            auto_offset_reset="none",
-            fetch_max_wait_ms=self.s.kafka_fetch_max_wait_ms,
-            request_timeout_ms=self.s.kafka_request_timeout_ms,
+        self.consumer = self._consumer(
             max_partition_fetch_bytes=max(self.s.max_command_bytes * 2, 1_048_576),
             fetch_max_bytes=max(self.s.max_command_bytes * 4, 52_428_800),
-            **self.s.kafka_client_kwargs(),
         )
         await self.consumer.start()
         try:
