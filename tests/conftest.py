@@ -10,6 +10,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,7 +189,13 @@ async def storage_stack(
     if request.param == "s3":
         s3: S3 = request.getfixturevalue("s3_server")
         extra = s3.env(request.getfixturevalue("s3_bucket"))
-    s = Stack(database_url, kafka, tmp_path, extra_env=extra)
+    async with running(Stack(database_url, kafka, tmp_path, extra_env=extra)) as s:
+        yield s
+
+
+@asynccontextmanager
+async def running(s: Stack) -> AsyncIterator[Stack]:
+    """A worker and an API for `s`, active until the block ends."""
     try:
         s.start_worker()
         s.start_api()
@@ -200,11 +207,5 @@ async def storage_stack(
 
 @pytest.fixture
 async def stack(database_url: str, kafka: str, tmp_path: Path) -> AsyncIterator[Stack]:
-    s = Stack(database_url, kafka, tmp_path)
-    try:
-        s.start_worker()
-        s.start_api()
-        await s.wait_active()
+    async with running(Stack(database_url, kafka, tmp_path)) as s:
         yield s
-    finally:
-        s.stop()
