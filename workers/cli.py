@@ -215,15 +215,19 @@ def register(
     from pydantic import ValidationError
 
     from client import CardRegistry, RegistryError
-    from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY, RegistryType
+    from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY, registry_type
+    from registry_core.domain.errors import summarize_validation
 
     tags = dict(t.split("=", 1) for t in (tag or []) if "=" in t)
     try:
-        card_cls = CARD_CLASS_FOR_REGISTRY[RegistryType(registry)]
+        card_cls = CARD_CLASS_FOR_REGISTRY[registry_type(registry)]
         card = card_cls(space=space, name=name, tags=tags)
         with CardRegistry(registry) as reg:
             reg.register_card(card, version_type=version_type)
-    except (RegistryError, ValidationError, ValueError) as exc:
+    except ValidationError as exc:
+        typer.secho(f"error: {summarize_validation(exc)}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    except (RegistryError, ValueError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{registry}/{space}/{name} {card.version} uid={card.uid}")
