@@ -17,7 +17,7 @@ from bench import charts, results
 from bench.config import FULL, QUICK, WORK
 from bench.systems import SYSTEMS
 from bench.util import Unavailable, log, sql
-from bench.workloads import WORKLOADS
+from bench.workloads import WORKLOADS, w6_artifact
 from bench.workloads.base import PendingFeature, RunContext
 
 DEFAULT_SYSTEMS = "ours,mlflow,mlflow-gunicorn,opsml"
@@ -125,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
                 except Exception as exc:
                     log(f"{key}: stop failed: {exc}")
             shutil.rmtree(system.workdir, ignore_errors=True)
+    w6_artifact.cleanup(ctx)
     doc["elapsed_s"] = round(time.perf_counter() - t_all, 1)
     doc["summary"] = results.summary_rows(doc)
     path = results.write(doc)

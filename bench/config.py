@@ -33,13 +33,16 @@ class Scale:
     w4_sizes: tuple[int, ...]
     w4_requests: int  # per read op and size
     peer_deadline_s: float  # a peer's registration phase stops issuing new work after this
+    w5_events: int = 100_000  # registrations in W5's event log (plus the epoch markers)
+    w6_mb: int = 50  # W6 artifact size
+    w6_reps: int = 3  # W6 registrations (distinct random content each, so nothing is deduped)
     versions_per_seed_name: int = 100
     seed_chunk: int = 5000
 
 
 QUICK = Scale(
     name="quick",
-    note="counts scaled to 1/5 of the full workloads (W4 at 1k and 100k versions)",
+    note="counts scaled to 1/5 of the full workloads (W4 at 1k/100k versions, W5 at 100k events)",
     w1_cards=200,
     w1_names=10,
     w2_cards=800,
@@ -48,6 +51,8 @@ QUICK = Scale(
     w4_sizes=(1_000, 100_000),
     w4_requests=100,
     peer_deadline_s=10.0,
+    w5_events=100_000,
+    w6_reps=3,
 )
 FULL = Scale(
     name="full",
@@ -60,6 +65,8 @@ FULL = Scale(
     w4_sizes=(100_000, 1_000_000),
     w4_requests=1000,
     peer_deadline_s=120.0,
+    w5_events=1_000_000,
+    w6_reps=5,
 )
 
 # Targets for ours (issue 8). W4: p99 <= 5 ms for every read op at every size.

@@ -9,6 +9,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
+from bench.config import REPO
+
 FRAME = re.compile(r"^(?P<func>[^ ]+) \((?P<file>[^:]+)(?::\d+)?\)$")
 
 
@@ -26,7 +28,7 @@ def short(frame: str) -> str:
     if not m:
         return frame.strip()
     f = m.group("file")
-    for marker in ("site-packages/", "python3.11/", "/work/main/"):
+    for marker in ("site-packages/", "python3.11/", f"{REPO}/"):
         if marker in f:
             f = f.split(marker, 1)[1]
     return f"{m.group('func')} ({f})"

@@ -25,6 +25,15 @@ def write(doc: dict[str, Any]) -> Path:
 def one_line(w: str, r: dict[str, Any]) -> str:
     if "status" in r and "sizes" not in r:
         return str(r["status"])
+    if w == "W5":
+        return (
+            f"{r.get('events')} events, replay {r.get('replay_events_per_s')} events/s, "
+            f"total {r.get('replay_total_s_incl_verify')} s, identical {r.get('identical')}, "
+            f"worker start-up {r.get('worker_startup_s_short_log')} s (short log) / "
+            f"{r.get('worker_startup_s_long_log')} s (long log)"
+        )
+    if w == "W6":
+        return f"{r.get('mb')} MB: {r.get('seconds')} s, {r.get('mb_per_s')} MB/s (median)"
     if w == "W4":
         parts = []
         for size, b in r["sizes"].items():
@@ -157,9 +166,20 @@ def summary_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
                         ("sizes", size, op, "p50_ms"),
                     )
                 )
-    for w in ("W5", "W6"):
-        if w in doc["workloads"]:
-            rows.append(_row(doc, w, "status", "", ("status",)))
+    if "W5" in doc["workloads"]:
+        rows += [
+            _row(doc, "W5", "replay events/s", "higher", ("replay_events_per_s",)),
+            _row(doc, "W5", "replay + verify total s", "lower", ("replay_total_s_incl_verify",)),
+            _row(doc, "W5", "worker start-up s, long log", "lower", ("worker_startup_s_long_log",)),
+            _row(
+                doc, "W5", "worker start-up s, short log", "lower", ("worker_startup_s_short_log",)
+            ),
+        ]
+    if "W6" in doc["workloads"]:
+        rows += [
+            _row(doc, "W6", "registration s (median)", "lower", ("median_s",)),
+            _row(doc, "W6", "MB/s", "higher", ("mb_per_s",)),
+        ]
     return rows
 
 
@@ -256,8 +276,16 @@ def markdown_summary(doc: dict[str, Any]) -> str:
         for k, r in block["results"].items():
             if r.get("note"):
                 notes.append(f"- {w} {k}: {r['note']}")
-            if r.get("path") and w == "W3":
-                notes.append(f"- W3 {k}: {r['path']}")
+            if r.get("path") and w in ("W3", "W6"):
+                notes.append(f"- {w} {k}: {r['path']}")
+            if w == "W6" and r.get("seconds"):
+                secs = ", ".join(f"{x:.2f}" for x in r["seconds"])
+                notes.append(f"  - {r['reps']} registrations of {r['mb']} MB each: {secs} s")
+            if w == "W5" and r.get("events"):
+                notes.append(
+                    f"  - seeding {r['registrations']:,} registrations took {r['seed_s']} s"
+                    f" ({r['seed_cards_per_s']:,} cards/s); verified identical: {r['identical']}"
+                )
             if r.get("error_samples"):
                 notes.append(
                     f"- {w} {k}: {r['errors']} failed, e.g. `{r['error_samples'][0][:160]}`"

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import time
 
 from _common import main, sequential, threaded
 
@@ -53,9 +55,32 @@ def execute(ctx: Ctx, job: dict) -> dict:
         out = threaded(ctx.make_register_one, names, int(job["threads"]), job.get("deadline_s"))
         out["path"] = f"MlflowClient.create_model_version from {job['threads']} threads"
         return out
+    if job["op"] == "artifact":
+        return artifact(ctx, job)
     if job["op"] == "setup":
         return {"t_start": 0, "t_end": 0, "versions": [], "latencies_ms": [], "errors": []}
     raise SystemExit(f"unknown op {job['op']}")
+
+
+def artifact(ctx: Ctx, job: dict) -> dict:
+    """A run with the file logged as an artifact (uploaded through the server, which proxies
+    artifacts), then a model version whose source is that run's artifact."""
+    client = MlflowClient(ctx.uri)
+    name = f"{ctx.space}-{job['name']}"
+    out: dict = {"seconds": [], "versions": [], "errors": [], "error_count": 0}
+    for path in job["paths"]:
+        s = time.perf_counter()
+        run = client.create_run(experiment_id="0")
+        client.log_artifact(run.info.run_id, path)
+        source = f"{run.info.artifact_uri}/{os.path.basename(path)}"
+        mv = client.create_model_version(
+            name, source=source, run_id=run.info.run_id, await_creation_for=0
+        )
+        out["seconds"].append(time.perf_counter() - s)
+        out["versions"].append(str(mv.version))
+        out["source"] = source
+        client.set_terminated(run.info.run_id)  # not timed
+    return out
 
 
 if __name__ == "__main__":

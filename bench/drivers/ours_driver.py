@@ -8,7 +8,7 @@ from typing import Any
 
 from _common import main, sequential
 
-from client import AsyncCardRegistry, RunCard
+from client import AsyncCardRegistry, ModelCard, RunCard
 
 
 class Ctx:
@@ -20,8 +20,8 @@ class Ctx:
         self.run(self.reg._get_producer())
         self.run(self.reg.list_records(space=self.space, name="warmup", limit=1))
 
-    async def _make(self, uri: str) -> AsyncCardRegistry:
-        return AsyncCardRegistry("run", tracking_uri=uri)
+    async def _make(self, uri: str, registry: str = "run") -> AsyncCardRegistry:
+        return AsyncCardRegistry(registry, tracking_uri=uri)
 
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
@@ -65,6 +65,18 @@ def execute(ctx: Ctx, job: dict) -> dict:
             "planned": len(names),
             "path": f"AsyncCardRegistry.register_cards, chunks of {chunk}",
         }
+    elif job["op"] == "artifact":
+        out = {"seconds": [], "versions": [], "errors": [], "error_count": 0}
+        models = ctx.run(ctx._make(job["uri"], "model"))
+        ctx.run(models._get_producer())  # warm-up, as for the run registry
+        for path in job["paths"]:
+            s = time.perf_counter()
+            card = ModelCard(space=ctx.space, name=job["name"])
+            card.add_artifact(path)
+            card = ctx.run(models.register_card(card, progress=False))
+            out["seconds"].append(time.perf_counter() - s)
+            out["versions"].append(str(card.version))
+        ctx.run(models.close())
     else:
         raise SystemExit(f"unknown op {job['op']}")
     ctx.run(ctx.reg.close())

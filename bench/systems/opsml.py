@@ -4,6 +4,7 @@ app factory (`opsml.app.main:run_app`) under uvicorn bound to 127.0.0.1."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 
@@ -85,6 +86,10 @@ class Opsml224(System):
         for p in self.procs:
             stop_group(p)
         drop_db(self.db)
+        # OpsML 2.2.4 lower-cases OPSML_STORAGE_URI: its files land in a sibling directory
+        lowered = self.workdir.with_name(self.workdir.name.lower())
+        if lowered != self.workdir:
+            shutil.rmtree(lowered, ignore_errors=True)
 
     def driver_env(self) -> dict[str, str]:
         return {"OPSML_TRACKING_URI": self.uri}

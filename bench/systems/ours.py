@@ -51,9 +51,14 @@ class Ours(System):
         self.workdir.mkdir(parents=True, exist_ok=True)
         kafka_port = free_port()
         self.procs.append(start_tansu(kafka_port, log_path=self.logdir / "ours-tansu.log"))
-        env = {
+        # Artifacts (W6) go to a local directory inside the throw-away work dir, like the peers'
+        # (MLflow --artifacts-destination, OpsML OPSML_STORAGE_URI): local disk for everyone.
+        self.storage_dir = self.workdir / "artifacts"
+        self.storage_dir.mkdir(parents=True, exist_ok=True)
+        self.env = {
             "OPSML_DATABASE_URL": db_url(self.db),
             "OPSML_KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
+            "OPSML_STORAGE_URI": str(self.storage_dir),
             "OPSML_LOG_LEVEL": "warning",
         }
         api_args = ["--host", "127.0.0.1", "--port", str(self.port)]
@@ -61,12 +66,35 @@ class Ours(System):
             self.procs.append(
                 spawn(
                     [sys.executable, "-m", "workers.cli", role, *extra],
-                    env=env,
+                    env=self.env,
                     log_path=self.logdir / f"ours-{role}.log",
                 )
             )
         self._wait_healthy(60)
-        self.info = {"server": "Tansu (memory://) + opsml worker + opsml api (from workers.dev)"}
+        self.info = {
+            "server": "Tansu (memory://) + opsml worker + opsml api (from workers.dev)",
+            "storage": "local directory (OPSML_STORAGE_URI under bench/.work/data)",
+        }
+
+    def restart_worker(self, label: str) -> float:
+        """Stop the worker and start a new one; seconds from spawn to its 'consuming commands'
+        log line (lock, epoch claim, marker, catch-up, consumer positioned)."""
+        worker = self.procs[1]
+        stop_group(worker, timeout=30)
+        logf = self.logdir / f"ours-worker-{label}.log"
+        t0 = time.perf_counter()
+        proc = spawn(
+            [sys.executable, "-m", "workers.cli", "worker"],
+            env={**self.env, "OPSML_LOG_LEVEL": "info"},
+            log_path=logf,
+        )
+        self.procs[1] = proc
+        deadline = time.monotonic() + 300
+        while "consuming commands" not in logf.read_text(errors="replace"):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not start: {logf.read_text()[-600:]}")
+            time.sleep(0.005)
+        return time.perf_counter() - t0
 
     def _wait_healthy(self, timeout: float) -> None:
         import json
