@@ -73,7 +73,7 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen[bytes] | None = N
         if proc is not None and proc.poll() is not None:
             raise Unavailable(f"{proc.args!r} exited with {proc.returncode} during start-up")
         try:
-            conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=2)
+            conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=2)
             conn.request("GET", parts.path or "/")
             status = conn.getresponse().status
             conn.close()
@@ -306,3 +306,11 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         proc.wait(5)
     except subprocess.TimeoutExpired:
         pass
+
+
+def probe_version(python: Path, code: str, what: str) -> str:
+    """Run `code` in a peer's venv (it prints a version); Unavailable if the peer won't import."""
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise Unavailable(f"{what} does not import: {out.stderr[-400:]}")
+    return out.stdout.strip()

@@ -95,6 +95,27 @@ def threaded(
     return merged
 
 
+def execute_peer(
+    make_register_one: Callable[[], RegisterOne],
+    job: dict,
+    bulk_path: str,
+    artifact: Callable[[dict], dict],
+) -> dict:
+    """The ops every peer driver answers the same way; `bulk_path` names its fastest path."""
+    names = job["names"]
+    if job["op"] == "register":
+        return sequential(make_register_one(), names, job.get("deadline_s"))
+    if job["op"] == "bulk":
+        out = threaded(make_register_one, names, int(job["threads"]), job.get("deadline_s"))
+        out["path"] = f"{bulk_path} from {job['threads']} threads"
+        return out
+    if job["op"] == "artifact":
+        return artifact(job)
+    if job["op"] == "setup":  # the work is done while preparing (e.g. creating names)
+        return {"t_start": 0, "t_end": 0, "versions": [], "latencies_ms": [], "errors": []}
+    raise SystemExit(f"unknown op {job['op']}")
+
+
 def main(prepare: Callable[[dict], Any], execute: Callable[[Any, dict], dict]) -> None:
     job_path, result_path, go_path = (Path(a) for a in sys.argv[1:4])
     job = json.loads(job_path.read_text())

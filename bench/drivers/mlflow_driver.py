@@ -6,7 +6,7 @@ import logging
 import os
 import time
 
-from _common import main, sequential, threaded
+from _common import execute_peer, main
 
 logging.getLogger("mlflow").setLevel(logging.WARNING)
 
@@ -48,18 +48,12 @@ def prepare(job: dict) -> Ctx:
 
 
 def execute(ctx: Ctx, job: dict) -> dict:
-    names = job["names"]
-    if job["op"] == "register":
-        return sequential(ctx.make_register_one(), names, job.get("deadline_s"))
-    if job["op"] == "bulk":
-        out = threaded(ctx.make_register_one, names, int(job["threads"]), job.get("deadline_s"))
-        out["path"] = f"MlflowClient.create_model_version from {job['threads']} threads"
-        return out
-    if job["op"] == "artifact":
-        return artifact(ctx, job)
-    if job["op"] == "setup":
-        return {"t_start": 0, "t_end": 0, "versions": [], "latencies_ms": [], "errors": []}
-    raise SystemExit(f"unknown op {job['op']}")
+    return execute_peer(
+        ctx.make_register_one,
+        job,
+        "MlflowClient.create_model_version",
+        lambda j: artifact(ctx, j),
+    )
 
 
 def artifact(ctx: Ctx, job: dict) -> dict:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from _common import main, sequential, threaded
+from _common import execute_peer, main
 from opsml import CardRegistry, RunCard
 
 
@@ -31,28 +31,25 @@ def prepare(job: dict) -> Ctx:
 
 
 def execute(ctx: Ctx, job: dict) -> dict:
-    names = job["names"]
-    if job["op"] == "register":
-        return sequential(ctx.make_register_one(), names, job.get("deadline_s"))
-    if job["op"] == "bulk":
-        out = threaded(ctx.make_register_one, names, int(job["threads"]), job.get("deadline_s"))
-        out["path"] = f"CardRegistry.register_card from {job['threads']} threads"
-        return out
-    if job["op"] == "artifact":
-        # OpsML 2.2.4's ModelCard needs a framework model interface (scikit-learn, torch, ...),
-        # none of which is in its venv; a RunCard's log_artifact_from_file uploads a file
-        # through the same HTTP storage API (ApiStorageClient) before the card is registered.
-        out: dict = {"seconds": [], "versions": [], "errors": [], "error_count": 0}
-        reg = CardRegistry("run")
-        for path in job["paths"]:
-            s = time.perf_counter()
-            card = RunCard(name=job["name"], repository=ctx.space, contact="bench")
-            card.log_artifact_from_file("weights", path)
-            reg.register_card(card)
-            out["seconds"].append(time.perf_counter() - s)
-            out["versions"].append(str(card.version))
-        return out
-    raise SystemExit(f"unknown op {job['op']}")
+    return execute_peer(
+        ctx.make_register_one, job, "CardRegistry.register_card", lambda j: artifact(ctx, j)
+    )
+
+
+def artifact(ctx: Ctx, job: dict) -> dict:
+    # OpsML 2.2.4's ModelCard needs a framework model interface (scikit-learn, torch, ...),
+    # none of which is in its venv; a RunCard's log_artifact_from_file uploads a file
+    # through the same HTTP storage API (ApiStorageClient) before the card is registered.
+    out: dict = {"seconds": [], "versions": [], "errors": [], "error_count": 0}
+    reg = CardRegistry("run")
+    for path in job["paths"]:
+        s = time.perf_counter()
+        card = RunCard(name=job["name"], repository=ctx.space, contact="bench")
+        card.log_artifact_from_file("weights", path)
+        reg.register_card(card)
+        out["seconds"].append(time.perf_counter() - s)
+        out["versions"].append(str(card.version))
+    return out
 
 
 if __name__ == "__main__":

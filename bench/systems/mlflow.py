@@ -13,12 +13,12 @@ from urllib.parse import urlencode
 from bench.config import SPACE
 from bench.systems.base import ReadTarget, Request, System
 from bench.util import (
-    Unavailable,
     create_db,
     db_url,
     drop_db,
     ensure_venv,
     free_port,
+    probe_version,
     spawn,
     sql,
     stop_group,
@@ -40,14 +40,9 @@ class MlflowUvicorn(System):
 
     def prepare(self) -> None:
         self.python = ensure_venv("mlflow", REQUIREMENTS)
-        out = __import__("subprocess").run(
-            [str(self.python), "-c", "import mlflow; print(mlflow.__version__)"],
-            capture_output=True,
-            text=True,
+        self.info["version"] = probe_version(
+            self.python, "import mlflow; print(mlflow.__version__)", "mlflow"
         )
-        if out.returncode != 0:
-            raise Unavailable(f"mlflow does not import: {out.stderr[-400:]}")
-        self.info["version"] = out.stdout.strip()
 
     def start(self) -> None:
         assert self.python is not None

@@ -5,18 +5,17 @@ app factory (`opsml.app.main:run_app`) under uvicorn bound to 127.0.0.1."""
 from __future__ import annotations
 
 import shutil
-import subprocess
 import time
 
 from bench.config import SPACE
 from bench.systems.base import ReadTarget, Request, System
 from bench.util import (
-    Unavailable,
     create_db,
     db_url,
     drop_db,
     ensure_venv,
     free_port,
+    probe_version,
     spawn,
     sql,
     stop_group,
@@ -35,18 +34,9 @@ class Opsml224(System):
 
     def prepare(self) -> None:
         self.python = ensure_venv("opsml", REQUIREMENTS)
-        out = subprocess.run(
-            [
-                str(self.python),
-                "-c",
-                "import opsml.app.main, opsml.version as v; print(v.__version__)",
-            ],
-            capture_output=True,
-            text=True,
+        self.info["version"] = probe_version(
+            self.python, "import opsml.app.main, opsml.version as v; print(v.__version__)", "opsml"
         )
-        if out.returncode != 0:
-            raise Unavailable(f"opsml does not import: {out.stderr[-400:]}")
-        self.info["version"] = out.stdout.strip()
 
     def start(self) -> None:
         assert self.python is not None
