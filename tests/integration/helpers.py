@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import httpx
 import orjson
@@ -12,21 +11,6 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 COMMANDS = "opsml.commands"
 EVENTS = "opsml.events"
-
-
-def command(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": "register_card",
-        "schema_version": 1,
-        "command_id": str(uuid4()),
-        "issued_at": datetime.now(UTC).isoformat(),
-        "registry": "run",
-        "space": "demo",
-        "name": "churn",
-        "card_type": "RunCard",
-    }
-    body.update(overrides)
-    return body
 
 
 async def publish_raw(

@@ -13,7 +13,8 @@ import pytest
 from client import AsyncCardRegistry, RunCard
 from registry_core.domain.events import uid_for_command
 from tests.conftest import Stack
-from tests.integration.helpers import EVENTS, command, dumps, outcome, publish_raw, read_topic
+from tests.integration.helpers import EVENTS, dumps, outcome, publish_raw, read_topic
+from tests.support.wire import command
 from workers import procs
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import random
-import string
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID, uuid4
@@ -30,25 +29,14 @@ from hypothesis import strategies as st
 from registry_core.domain.cards import CARD_CLASSES, REGISTRY_ALIASES, RegistryType
 from registry_core.domain.commands import RegisterCard
 from tests.conftest import Stack
-from tests.integration.helpers import command, dumps, outcome, publish_raw
+from tests.integration.helpers import dumps, outcome, publish_raw
+from tests.support.wire import command, obeys_name_rule
 
 pytestmark = pytest.mark.integration
 
 HOSTILE_PER_BATCH = 50
 BATCHES = 4
 STEADY = {"registry": "run", "space": "valid-space", "name": "steady"}
-
-_NAME_CHARS = set(string.ascii_lowercase + string.digits + "-")
-
-
-def obeys_name_rule(value: object) -> bool:
-    return (
-        isinstance(value, str)
-        and 1 <= len(value) <= 64
-        and set(value) <= _NAME_CHARS
-        and value[0] != "-"
-        and value[-1] != "-"
-    )
 
 
 # U+0000 is left out of the generated strings: it is its own bug (test_poison_input_* below),

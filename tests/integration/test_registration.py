@@ -20,7 +20,8 @@ from client import (
 )
 from registry_core.domain.errors import InvalidCommand, VersionConflict
 from tests.conftest import Stack
-from tests.integration.helpers import COMMANDS, command, dumps, outcome, publish_raw, read_topic
+from tests.integration.helpers import COMMANDS, dumps, outcome, publish_raw, read_topic
+from tests.support.wire import command
 
 pytestmark = pytest.mark.integration
 

@@ -32,8 +32,9 @@ from client import (
     WrongRegistry,
 )
 from tests.conftest import Stack
-from tests.integration.helpers import EVENTS, command, dumps, outcome, publish_raw, read_topic
+from tests.integration.helpers import EVENTS, dumps, outcome, publish_raw, read_topic
 from tests.semver_cases import CASES
+from tests.support.wire import command
 
 pytestmark = pytest.mark.integration
 

@@ -23,12 +23,12 @@ from registry_core.settings import Settings
 from tests.conftest import Stack
 from tests.integration.helpers import (
     EVENTS,
-    command,
     dumps,
     outcome,
     publish_raw,
     read_topic,
 )
+from tests.support.wire import command
 from workers import procs
 from workers.dev import start_tansu
 from workers.replay import replay

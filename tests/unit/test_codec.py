@@ -15,22 +15,13 @@ from registry_core.contracts.codec import UndecodableCommand, decode_command, de
 from registry_core.domain.cards import CardRecord, RegistryType, RunCard
 from registry_core.domain.commands import RegisterCard
 from registry_core.domain.events import CardRegistered
+from tests.support.wire import command
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "events"
 LIMIT = 1_048_576
 
 
-def valid() -> dict[str, object]:
-    return {
-        "type": "register_card",
-        "schema_version": 1,
-        "command_id": str(uuid4()),
-        "issued_at": "2026-01-01T00:00:00Z",
-        "registry": "run",
-        "space": "demo",
-        "name": "churn",
-        "card_type": "RunCard",
-    }
+valid = command
 
 
 def test_roundtrip() -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import re
-import string
 from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
@@ -33,6 +32,7 @@ from registry_core.domain.decider import Context, NameState, handle
 from registry_core.domain.errors import RegistryError
 from registry_core.domain.events import CardDeleted, CardRegistered, CardUpdated, CommandRejected
 from registry_core.domain.versioning import MAX_PART, VersionType, next_version, parse_constraint
+from tests.support.wire import command, obeys_name_rule
 
 LIMIT = 1_048_576
 MAX_REASON = 2048  # "reasonably short": a reason is read by a person, not a log dump
@@ -47,19 +47,6 @@ FAST = settings(
 )
 
 # ---- the name rule, restated independently of registry_core/domain/names.py -------------------
-
-_NAME_CHARS = set(string.ascii_lowercase + string.digits + "-")
-
-
-def obeys_name_rule(value: object) -> bool:
-    """1-64 of [a-z0-9-], not starting or ending with '-' (ASCII only: no homoglyphs)."""
-    return (
-        isinstance(value, str)
-        and 1 <= len(value) <= 64
-        and set(value) <= _NAME_CHARS
-        and value[0] != "-"
-        and value[-1] != "-"
-    )
 
 
 valid_names = st.from_regex(re.compile(r"\A[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?\Z"))
@@ -171,19 +158,7 @@ json_like = st.recursive(
 )
 
 
-def valid_register(**overrides: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "type": "register_card",
-        "schema_version": 1,
-        "command_id": str(uuid4()),
-        "issued_at": "2026-01-01T00:00:00Z",
-        "registry": "run",
-        "space": "demo",
-        "name": "churn",
-        "card_type": "RunCard",
-    }
-    body.update(overrides)
-    return body
+valid_register = command
 
 
 def valid_update_or_delete(kind: str, uid: UUID) -> dict[str, Any]:
