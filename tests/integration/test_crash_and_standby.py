@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 from uuid import UUID
 
-import asyncpg
 import pytest
 
 from client import AsyncCardRegistry, RunCard
 from registry_core.domain.events import uid_for_command
 from tests.conftest import Stack
-from tests.integration.helpers import EVENTS, dumps, outcome, publish_raw, read_topic
+from tests.integration.helpers import EVENTS, dumps, fetch, outcome, publish_raw, read_topic
 from tests.support.wire import command
 from workers import procs
 
@@ -27,14 +26,6 @@ async def _wait_exit(proc, timeout: float = 30) -> int:
             raise TimeoutError("worker did not exit")
         await asyncio.sleep(0.05)
     return proc.returncode
-
-
-async def _fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 async def test_sigkill_between_publish_and_projection_loses_and_duplicates_nothing(
@@ -54,8 +45,8 @@ async def test_sigkill_between_publish_and_projection_loses_and_duplicates_nothi
         log = await read_topic(stack.bootstrap, EVENTS)
         registered = [e for e in log if e.get("type") == "card_registered"]
         assert [e["command_id"] for e in registered] == [cid]
-        assert await _fetch(database_url, "SELECT 1 FROM command_outcomes") == []
-        assert await _fetch(database_url, "SELECT 1 FROM cards") == []
+        assert await fetch(database_url, "SELECT 1 FROM command_outcomes") == []
+        assert await fetch(database_url, "SELECT 1 FROM cards") == []
 
         # The client retries (same command_id) while the worker is down; then it restarts.
         await publish_raw(stack.bootstrap, dumps(body))
@@ -72,12 +63,12 @@ async def test_sigkill_between_publish_and_projection_loses_and_duplicates_nothi
             nxt = await reg.register_card(RunCard(space="demo", name="churn"))
         assert nxt.version == "1.1.0"
 
-        cards = await _fetch(database_url, "SELECT version, command_id FROM cards ORDER BY version")
+        cards = await fetch(database_url, "SELECT version, command_id FROM cards ORDER BY version")
         assert (cards[0]["version"], str(cards[0]["command_id"])) == ("1.0.0", cid)
         assert len(cards) == 2
         log = await read_topic(stack.bootstrap, EVENTS)
         assert sum(e.get("command_id") == cid for e in log) == 1  # decided exactly once
-        archived = await _fetch(database_url, "SELECT event_offset FROM event_log ORDER BY 1")
+        archived = await fetch(database_url, "SELECT event_offset FROM event_log ORDER BY 1")
         assert [r["event_offset"] for r in archived] == [e["_offset"] for e in log]
     finally:
         stack.stop()
@@ -103,7 +94,7 @@ async def test_second_worker_waits_as_standby_and_takes_over(stack: Stack) -> No
     # Bounded takeover: Postgres frees the lock when the killed session ends; the standby
     # retries every OPSML_LOCK_RETRY_SECONDS (0.1 s here).
     assert takeover < 10, f"takeover took {takeover:.2f}s"
-    rows = await _fetch(
+    rows = await fetch(
         stack.database_url, "SELECT version FROM cards WHERE name = 'churn' ORDER BY version"
     )
     assert [r["version"] for r in rows] == ["1.0.0", "1.1.0"]

@@ -24,6 +24,7 @@ from tests.conftest import Stack
 from tests.integration.helpers import (
     EVENTS,
     dumps,
+    fetch,
     outcome,
     publish_raw,
     read_topic,
@@ -104,14 +105,6 @@ async def _checksums(dsn: str, schema: str) -> dict[str, tuple[int, str]]:
         await conn.close()
 
 
-async def _fetch(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
-
-
 def _settings(stack: Stack) -> Settings:
     return Settings(
         database_url=stack.database_url,  # type: ignore[arg-type]
@@ -135,7 +128,7 @@ async def test_rebuild_equals_live_and_the_switch_is_followed_by_api_and_worker(
     facts = await make_history(stack)
     live = await _checksums(stack.database_url, "public")
     assert live["event_log"][0] >= 25 and live["lineage"][0] >= 3 and live["run_metrics"][0] == 2
-    assert (await _fetch(stack.database_url, "SELECT count(*) FROM command_outcomes"
+    assert (await fetch(stack.database_url, "SELECT count(*) FROM command_outcomes"
                          " WHERE status = 'rejected'"))[0][0] >= 5  # fmt: skip
 
     # From Kafka and from the archive, into fresh schemas the API does not see.
@@ -145,7 +138,7 @@ async def test_rebuild_equals_live_and_the_switch_is_followed_by_api_and_worker(
         assert result.stats.fenced == 0 and result.stats.undecodable == 0
         assert await _checksums(stack.database_url, result.schema) == live
         # migrate ran inside the rebuild schema: every table is there, none leaked elsewhere
-        tables = await _fetch(
+        tables = await fetch(
             stack.database_url,
             "SELECT table_schema, count(*) FROM information_schema.tables"
             " WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
@@ -153,10 +146,10 @@ async def test_rebuild_equals_live_and_the_switch_is_followed_by_api_and_worker(
         )
         counts = dict((r[0], r[1]) for r in tables)
         assert counts[result.schema] == counts["public"]
-        await _fetch(stack.database_url, f"DROP SCHEMA {result.schema} CASCADE")
+        await fetch(stack.database_url, f"DROP SCHEMA {result.schema} CASCADE")
 
     # The real command: rebuild, verify, switch, while the API and the worker keep running.
-    old_oid = (await _fetch(stack.database_url, "SELECT 'public.cards'::regclass::oid"))[0][0]
+    old_oid = (await fetch(stack.database_url, "SELECT 'public.cards'::regclass::oid"))[0][0]
     async with httpx.AsyncClient(base_url=stack.url) as http:
         before = (await http.get("/api/v1/cards", params={"registry": "model"})).json()
     # Registrations keep flowing while the replay rebuilds and switches.
@@ -182,10 +175,10 @@ async def test_rebuild_equals_live_and_the_switch_is_followed_by_api_and_worker(
     assert proc.returncode == 0, err
     assert "switched" in out and "events/s" in out
     assert during == [f"1.{i}.0" for i in range(len(during))]
-    new_oid = (await _fetch(stack.database_url, "SELECT 'public.cards'::regclass::oid"))[0][0]
+    new_oid = (await fetch(stack.database_url, "SELECT 'public.cards'::regclass::oid"))[0][0]
     assert new_oid != old_oid
     old_schema = out.split("kept in schema ")[1].split()[0]
-    rows = await _fetch(
+    rows = await fetch(
         stack.database_url, "SELECT version FROM public.cards WHERE space = 'during'"
     )
     assert len(rows) == len(during)  # nothing the worker committed was left behind
@@ -197,7 +190,7 @@ async def test_rebuild_equals_live_and_the_switch_is_followed_by_api_and_worker(
         after = (await http.get("/api/v1/cards", params={"registry": "model"})).json()
         assert after == before
         # The API reads the rebuilt tables (its cached statements re-resolved), not the old ones.
-        await _fetch(
+        await fetch(
             stack.database_url,
             "UPDATE public.cards SET description = 'from the rebuild' WHERE uid = $1",
             facts["model_uid"],
@@ -209,8 +202,8 @@ async def test_rebuild_equals_live_and_the_switch_is_followed_by_api_and_worker(
     async with AsyncCardRegistry("model", tracking_uri=stack.url) as model:
         nxt = await model.register_card(ModelCard(space="demo", name="churn"))
     assert nxt.version == "1.2.0" and facts["m2"] == "1.1.0"
-    in_new = await _fetch(stack.database_url, "SELECT 1 FROM public.cards WHERE uid = $1", nxt.uid)
-    in_old = await _fetch(
+    in_new = await fetch(stack.database_url, "SELECT 1 FROM public.cards WHERE uid = $1", nxt.uid)
+    in_old = await fetch(
         stack.database_url, f"SELECT 1 FROM {old_schema}.cards WHERE uid = $1", nxt.uid
     )
     assert (len(in_new), len(in_old)) == (1, 0)
@@ -247,7 +240,7 @@ async def test_republish_restores_a_broker_that_lost_its_data(
             await publish_raw(stack.bootstrap, b"not json")
             await model.register_card(ModelCard(space="demo", name="churn"))
         before = await read_topic(stack.bootstrap, EVENTS)
-        archive = await _fetch(database_url, "SELECT event_offset FROM event_log ORDER BY 1")
+        archive = await fetch(database_url, "SELECT event_offset FROM event_log ORDER BY 1")
         assert [e["_offset"] for e in before] == [r[0] for r in archive]
 
         # The broker loses everything: a fresh in-memory Tansu on the same port.
@@ -273,7 +266,7 @@ async def test_republish_restores_a_broker_that_lost_its_data(
         async with AsyncCardRegistry("model", tracking_uri=stack.url) as model:
             nxt = await model.register_card(ModelCard(space="demo", name="churn"))
         assert nxt.version == "1.3.0"
-        rows = await _fetch(database_url, "SELECT command_offset FROM tracking")
+        rows = await fetch(database_url, "SELECT command_offset FROM tracking")
         assert rows[0][0] == 0  # the new commands topic, read from its start
         # a rebuild from the restored log still equals the live tables
         result = await replay(_settings(stack), verify_only=True)
