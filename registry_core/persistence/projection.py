@@ -110,9 +110,13 @@ async def project(
     epoch: int | None,
     events: Sequence[LoggedEvent],
     command_offset: int = -1,
+    fresh_decisions: bool = False,
 ) -> None:
     """Write a batch. `epoch` is the writer's claimed epoch (None for a replay, which is not
-    fenced). Raises Fenced when a newer sequencer has claimed the registry."""
+    fenced). Raises Fenced when a newer sequencer has claimed the registry.
+
+    `fresh_decisions`: the events were just decided for commands the caller already checked
+    have no outcome (the live batch loop), so the duplicate check below can be skipped."""
     async with conn.transaction():
         row = await conn.fetchrow(Q["lock_tracking"], tracking_name)
         if row is None:
@@ -131,14 +135,17 @@ async def project(
         notify: list[str] = []
         # A producer retry can leave the same decision twice in the log (no idempotent producer
         # on the test broker): the first copy of a command's outcome wins, later copies are
-        # archived as not applied - the same rule for the live worker, catch-up and replay.
-        decided = {
-            r["command_id"]
-            for r in await conn.fetch(
-                Q["known_outcomes"],
-                list({i.event.command_id for i in events if _has_outcome(i.event)}),
-            )
-        }
+        # archived as not applied - the same rule for catch-up and replay. The live worker
+        # de-duplicated its commands against these outcomes before deciding.
+        decided: set[object] = set()
+        if not fresh_decisions:
+            decided = {
+                r["command_id"]
+                for r in await conn.fetch(
+                    Q["known_outcomes"],
+                    list({i.event.command_id for i in events if _has_outcome(i.event)}),
+                )
+            }
         for item in events:
             ev = item.event
             if item.applied and _has_outcome(ev):

@@ -359,6 +359,7 @@ class Sequencer:
             epoch=self.epoch,
             events=sorted(logged, key=lambda e: e.offset),
             command_offset=records[-1].offset,
+            fresh_decisions=True,  # checked against command_outcomes at the top of the batch
         )
         self._after_commit(decoded, events)
         registered = sum(isinstance(e, CardRegistered) for e in events)
