@@ -25,7 +25,7 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from client import transfer
+from client import retry, transfer
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
 from client.transfer import prepared
 from registry_core.contracts.codec import encode
@@ -125,7 +125,7 @@ class AsyncCardRegistry:
             if v is not None
         }
         try:
-            resp = await self._http.request(method, path, params=clean, json=json)
+            resp = await retry.send(self._http, method, path, params=clean, json=json)
         except httpx.TransportError as exc:
             raise RegistryUnavailable(
                 f"cannot reach the registry at {self.tracking_uri} ({exc.__class__.__name__}:"
@@ -235,11 +235,15 @@ class AsyncCardRegistry:
                 f"the card's metadata is {len(payload)} bytes, over the registry's"
                 f" {cfg.kafka.max_message_bytes}-byte limit; store large content as artifacts"
             )
-        producer = await self._get_producer()
-        try:
+
+        async def send() -> None:  # re-sending the same command_id is safe (de-duplicated)
+            producer = await self._get_producer()
             await producer.send_and_wait(
                 cfg.kafka.commands_topic, payload, key=command.key.encode(), partition=0
             )
+
+        try:
+            await retry.call(send, retry_if=retry.kafka_retriable, what="publish")
         except KafkaError as exc:
             raise RegistryUnavailable(f"publishing the command failed: {exc}") from exc
 
@@ -451,7 +455,8 @@ class AsyncCardRegistry:
                     f"{cmd.space}/{cmd.name}: {len(payload)} bytes of metadata, over the"
                     f" {cfg.kafka.max_message_bytes}-byte limit"
                 )
-        try:
+
+        async def send_all() -> None:  # all again after a failure: duplicates are dropped
             acks = [
                 await producer.send(
                     cfg.kafka.commands_topic, payload, key=cmd.key.encode(), partition=0
@@ -459,6 +464,9 @@ class AsyncCardRegistry:
                 for cmd, payload in zip(commands, payloads, strict=True)
             ]
             await asyncio.gather(*acks)
+
+        try:
+            await retry.call(send_all, retry_if=retry.kafka_retriable, what="publish")
         except KafkaError as exc:
             raise RegistryUnavailable(f"publishing commands failed: {exc}") from exc
         await self.wait_for(commands[-1].command_id)

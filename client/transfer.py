@@ -26,7 +26,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from client import interfaces
+from client import interfaces, retry
 from registry_core.domain.artifacts import ArtifactRef, validate_artifact_path
 from registry_core.domain.cards import Card, DataCard, ModelCard
 from registry_core.domain.errors import ArtifactIntegrityError
@@ -117,9 +117,12 @@ async def upload(
     async def one(ref: ArtifactRef, path: Path) -> None:
         async with limit:
             task = bar.add_task(f"upload {ref.path}", total=ref.size) if bar else None
-            resp = await http.put(
+            # re-sent (a fresh stream) if the API restarts: the staging key is this command's
+            resp = await retry.send(
+                http,
+                "PUT",
                 f"/api/v1/staging/{command_id}/{ref.path}",
-                content=_file_chunks(path, bar, task),
+                fresh=lambda: {"content": _file_chunks(path, bar, task)},
                 headers={"X-Content-SHA256": ref.sha256, "Content-Length": str(ref.size)},
                 timeout=timeout,
             )

@@ -76,8 +76,9 @@ def api(
 
 @app.command()
 def worker() -> None:
-    """Run the sequencer worker (a second one waits as hot standby)."""
-    from workers.sequencer import Sequencer
+    """Run the sequencer worker (a second one waits as hot standby). It keeps running through
+    Postgres or Kafka outages, reconnecting with back-off (workers/sequencer/supervisor.py)."""
+    from workers.sequencer.supervisor import supervise
 
     s = _settings()
 
@@ -86,7 +87,7 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await Sequencer(s).run(stop)
+        await supervise(s, stop)
 
     asyncio.run(main())
 

@@ -57,6 +57,7 @@ from registry_core.persistence import db, read
 from registry_core.persistence.projection import get_tracking
 from registry_core.settings import Settings, get_settings
 from registry_core.storage import open_store
+from workers.api import unavailable
 from workers.api.waiters import OutcomeWaiters
 
 log = structlog.get_logger("opsml.api")
@@ -110,6 +111,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             422: {"model": ErrorBody, "description": "invalid input"},
         },
     )
+
+    unavailable.install(app)  # a database restart answers 503 + Retry-After, not 500
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,0 +1,43 @@
+"""Answer 503 (with Retry-After), not 500, while a backing service is unreachable.
+
+When Postgres restarts, requests fail with a refused connection or a connection that died under
+them; the pool replaces the dead connections by itself, so the condition is temporary and the
+right answer is "try again", which the client does (client/retry.py). A 500 stays a 500: that
+is a bug, and is not retried.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+log = structlog.get_logger("opsml.api")
+
+RETRY_AFTER_SECONDS = "1"
+UNAVAILABLE: tuple[type[Exception], ...] = (
+    ConnectionError,  # refused / reset connections (Postgres, S3); not other OSErrors (disk)
+    TimeoutError,  # pool acquire or connect timed out
+    asyncpg.InterfaceError,  # "connection is closed"
+    asyncpg.PostgresConnectionError,  # the connection died in the middle of a query
+    asyncpg.exceptions.OperatorInterventionError,  # shutting down / starting up
+    asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+)
+
+
+async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+    log.warning("backing service unavailable", error=f"{type(exc).__name__}: {exc}")
+    return JSONResponse(
+        {
+            "detail": "the registry's database or storage is temporarily unavailable; retry",
+            "error_code": "unavailable",
+        },
+        status_code=503,
+        headers={"Retry-After": RETRY_AFTER_SECONDS},
+    )
+
+
+def install(app: FastAPI) -> None:
+    for exc_type in UNAVAILABLE:
+        app.add_exception_handler(exc_type, _unavailable)

@@ -1,0 +1,90 @@
+"""Keep a sequencer running through outages of its backing services.
+
+`Sequencer.run` ends with an exception when Postgres or Kafka goes away under it (its lock-holding
+connection died, a produce timed out, a broker refused the connection). That is the same
+situation as a crash at that line, which the design already recovers from (a new epoch, catch-up
+of published-but-unprojected events): so the supervisor builds a fresh `Sequencer` and runs it
+again, backing off while the service stays down, instead of exiting and waiting for someone to
+restart the process.
+
+Only *transient* failures are retried - lost or refused connections and timeouts. Anything else
+(the broker lost its data, a bug) still ends the process with the error, as before, so it is
+seen rather than retried in a loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+import asyncpg
+import structlog
+from aiokafka.errors import KafkaError
+
+from registry_core.settings import Settings
+from workers.sequencer.worker import Sequencer
+
+log = structlog.get_logger("opsml.sequencer.supervisor")
+
+BACKOFF_FIRST = 0.2
+BACKOFF_MAX = 5.0
+# A run that stayed up this long counts as healthy: the next failure starts backing off afresh.
+HEALTHY_AFTER_SECONDS = 30.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A failure of the connection to Postgres or Kafka, not of the registry's own logic."""
+    if isinstance(exc, (OSError, TimeoutError, KafkaError)):
+        return True
+    if isinstance(exc, asyncpg.InterfaceError):
+        # "connection is closed", "cannot perform operation: another operation is in progress"
+        # after the socket died mid-query
+        return True
+    return isinstance(
+        exc,
+        (
+            asyncpg.PostgresConnectionError,  # includes ConnectionDoesNotExistError
+            asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, cannot connect now
+            asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+        ),
+    )
+
+
+async def supervise(
+    settings: Settings,
+    stop: asyncio.Event,
+    *,
+    make: Callable[[Settings], Sequencer] = Sequencer,
+    backoff_first: float = BACKOFF_FIRST,
+    backoff_max: float = BACKOFF_MAX,
+) -> None:
+    """Run sequencers one after another until `stop` is set; re-raise non-transient errors."""
+    delay = backoff_first
+    restarts = 0
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        started = loop.time()
+        try:
+            await make(settings).run(stop)
+            return  # `stop` was set (or the standby was told to stop)
+        except Exception as exc:
+            if stop.is_set():
+                return
+            if not is_transient(exc):
+                raise
+            if loop.time() - started > HEALTHY_AFTER_SECONDS:
+                delay = backoff_first
+            restarts += 1
+            log.warning(
+                "sequencer lost a backing service; starting it again",
+                error=f"{type(exc).__name__}: {exc}",
+                restart=restarts,
+                retry_in=round(delay, 2),
+            )
+        # jitter so that several workers (active and standby) do not retry in lock-step
+        try:
+            await asyncio.wait_for(stop.wait(), delay * random.uniform(0.8, 1.2))
+        except TimeoutError:
+            pass
+        delay = min(delay * 2, backoff_max)
