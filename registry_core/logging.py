@@ -7,6 +7,22 @@ import sys
 
 import structlog
 
+from registry_core.auth import redact_tokens
+
+SECRET_KEYS = frozenset(
+    {"token", "password", "secret", "authorization", "grant", "signing_key", "grant_key"}
+)
+
+
+def _redact(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+    """Last line of defence: no credential reaches a log line, whatever a caller passes."""
+    for k, v in event.items():
+        if k.lower() in SECRET_KEYS:
+            event[k] = "[redacted]"
+        elif isinstance(v, str) and "opsml_" in v:
+            event[k] = redact_tokens(v)
+    return event
+
 
 def configure_logging(fmt: str = "console", level: str = "info") -> None:
     lvl = getattr(logging, level.upper(), logging.INFO)
@@ -21,6 +37,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            _redact,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(lvl),

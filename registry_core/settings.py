@@ -23,6 +23,14 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: str | None = None
     kafka_sasl_username: str | None = None
     kafka_sasl_password: SecretStr | None = None
+    # TLS towards the broker (SSL / SASL_SSL): CA bundle, and a client certificate if required.
+    kafka_ssl_cafile: str | None = None
+    kafka_ssl_certfile: str | None = None
+    kafka_ssl_keyfile: str | None = None
+    # What authenticated clients get from /api/v1/config to reach the broker (they never set
+    # Kafka settings themselves). Default: no SASL credentials; the CA file above, if any.
+    kafka_client_sasl_username: str | None = None
+    kafka_client_sasl_password: SecretStr | None = None
     commands_topic: str = "opsml.commands"
     events_topic: str = "opsml.events"
     # Tansu does not wake a waiting fetch when data arrives: a consumer sees new data after about
@@ -47,6 +55,15 @@ class Settings(BaseSettings):
     # Delete a card's artifacts when the card is deleted (default: keep them).
     delete_artifacts: bool = False
 
+    # Access control (docs/security.md). "auto": tokens are required when OPSML_GRANT_KEY is set
+    # or the API listens beyond loopback (where it refuses to start without the key); the API is
+    # open only on loopback with no key. "tokens": always required. "off": open - allowed on
+    # loopback only.
+    auth: Literal["auto", "tokens", "off"] = "auto"
+    grant_key: SecretStr | None = None
+    # How long the API and the worker trust a token lookup (revocation takes effect within it).
+    token_cache_seconds: float = Field(default=5.0, ge=0)
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     command_wait_max_seconds: float = 60.0
@@ -58,15 +75,58 @@ class Settings(BaseSettings):
     def dsn(self) -> str:
         return self.database_url.get_secret_value()
 
+    def grant_key_bytes(self) -> bytes | None:
+        return self.grant_key.get_secret_value().encode() if self.grant_key else None
+
+    def auth_required(self, host: str | None = None) -> bool:
+        """Whether tokens (API) and signed commands (worker) are required. `host` is the API's
+        listen address (None for the worker). Raises ValueError for an unsafe combination."""
+        loopback = host is None or _is_loopback(host)
+        if self.auth == "off":
+            if not loopback:
+                raise ValueError(
+                    f"OPSML_AUTH=off is allowed only on loopback, and the API would listen on"
+                    f" {host}: set OPSML_GRANT_KEY and create tokens (`opsml token create`)"
+                )
+            return False
+        if self.auth == "tokens" or self.grant_key is not None or not loopback:
+            if self.grant_key is None or len(self.grant_key.get_secret_value()) < 32:
+                raise ValueError(
+                    "access control needs OPSML_GRANT_KEY, a secret of at least 32 characters"
+                    " shared by the API and the worker (e.g. `openssl rand -hex 32`)"
+                    + ("" if loopback else f"; the API would listen on {host}, beyond loopback")
+                )
+            return True
+        return False
+
     def kafka_client_kwargs(self) -> dict[str, object]:
         """Security settings passed through to every aiokafka client (worker and API side)."""
         kwargs: dict[str, object] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kwargs["ssl_context"] = create_ssl_context(
+                cafile=self.kafka_ssl_cafile,
+                certfile=self.kafka_ssl_certfile,
+                keyfile=self.kafka_ssl_keyfile,
+            )
         if self.kafka_sasl_mechanism:
             kwargs["sasl_mechanism"] = self.kafka_sasl_mechanism
             kwargs["sasl_plain_username"] = self.kafka_sasl_username
             if self.kafka_sasl_password is not None:
                 kwargs["sasl_plain_password"] = self.kafka_sasl_password.get_secret_value()
         return kwargs
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @lru_cache(maxsize=1)
@@ -80,6 +140,8 @@ class ClientSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="OPSML_", extra="ignore")
 
     tracking_uri: str = "http://127.0.0.1:8000"
+    # An API token; may also ride in the tracking URI as https://<token>@host.
+    token: SecretStr | None = None
     # Overrides, for networks where the advertised Kafka address is not reachable.
     kafka_bootstrap_servers_override: str | None = None
     request_timeout_seconds: float = 30.0

@@ -17,6 +17,20 @@ class KafkaConfig(BaseModel):
     events_topic: str
     security_protocol: str = "PLAINTEXT"
     max_message_bytes: int
+    # Handed to clients so that they never hold broker settings of their own.
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password: str | None = None
+    ssl_ca_pem: str | None = None
+
+
+class CommandGrant(BaseModel):
+    """Lets a client sign the commands it publishes (see registry_core.auth): `grant` travels
+    with each command, `signing_key` stays with the client."""
+
+    grant: str
+    signing_key: str
+    expires_at: datetime
 
 
 class ClientConfig(BaseModel):
@@ -24,7 +38,37 @@ class ClientConfig(BaseModel):
 
     api_version: Literal["v1"] = "v1"
     server_version: str
+    auth: bool = False
+    grant: CommandGrant | None = None
     kafka: KafkaConfig
+
+
+class TokenRequest(BaseModel):
+    name: str = Field(min_length=1, max_length=100)
+    scopes: list[str] = Field(min_length=1, max_length=3, description="read, write, admin")
+    spaces: list[str] = Field(
+        default_factory=lambda: ["*"], max_length=1000, description="'*' = every space"
+    )
+    expires_in_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+class TokenOut(BaseModel):
+    token_id: str
+    name: str
+    scopes: list[str]
+    spaces: list[str]
+    created_at: datetime
+    expires_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class TokenList(BaseModel):
+    tokens: list[TokenOut]
+
+
+class NewToken(BaseModel):
+    token: str = Field(description="shown once; only its hash is stored")
+    info: TokenOut
 
 
 class CardOut(CardRecord):

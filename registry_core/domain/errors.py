@@ -116,6 +116,18 @@ class NameTaken(RegistryError):
     code = "name_taken"
 
 
+class Unauthenticated(RegistryError):
+    """No valid API token (or, for a command, no valid signature): this registry requires one."""
+
+    code = "unauthenticated"
+
+
+class Forbidden(RegistryError):
+    """The token is valid but lacks the scope or the space this needs."""
+
+    code = "forbidden"
+
+
 ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
     cls.code: cls
     for cls in (
@@ -135,6 +147,8 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         CardIsDeleted,
         NotDeletable,
         NameTaken,
+        Unauthenticated,
+        Forbidden,
     )
 }
 

@@ -1,0 +1,64 @@
+"""The worker's side of access control: every command must carry a grant issued by the API and
+a signature over its exact bytes (registry_core.auth), from a token that is still active, with
+the scope and space the command needs. A command that fails is rejected with the reason; it
+changes nothing, and the worker goes on."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from registry_core.auth import Scope, VerifiedGrant, verify_command
+from registry_core.contracts.codec import UndecodableCommand
+from registry_core.domain.commands import DeleteCard
+from registry_core.domain.errors import Forbidden, RegistryError, Unauthenticated
+from registry_core.persistence.tokens import TokenCache
+
+log = structlog.get_logger("opsml.sequencer")
+
+
+class CommandAuthorizer:
+    def __init__(self, key: bytes, cache_seconds: float) -> None:
+        self.key = key
+        self.tokens = TokenCache(cache_seconds)
+
+    async def denied(
+        self, conn: asyncpg.Connection, batch: Sequence[tuple[Any, Any, UUID]]
+    ) -> dict[UUID, RegistryError]:
+        """For (record, decoded command, command_id) triples: the commands to reject, and why."""
+        now = datetime.now(UTC)
+        out: dict[UUID, RegistryError] = {}
+        verified: dict[UUID, tuple[Any, VerifiedGrant]] = {}
+        for rec, item, cid in batch:
+            if isinstance(item, UndecodableCommand):
+                continue  # rejected as undecodable anyway
+            try:
+                verified[cid] = (
+                    item,
+                    verify_command(self.key, rec.headers, rec.value, item.issued_at, now),
+                )
+            except RegistryError as exc:
+                out[cid] = exc
+        if verified:
+            token_ids = {g.principal.token_id for _, g in verified.values()}
+            active = await self.tokens.active(conn, token_ids)
+            for cid, (item, g) in verified.items():
+                who = g.principal
+                if who.token_id not in active:
+                    out[cid] = Unauthenticated(f"token {who.token_id} is revoked or expired")
+                    continue
+                scope = Scope.ADMIN if isinstance(item, DeleteCard) else Scope.WRITE
+                try:
+                    who.require(scope, item.space)
+                except Forbidden as problem:
+                    out[cid] = problem
+        for cid, why in out.items():
+            log.warning(
+                "command refused by access control", command_id=str(cid), reason=why.message
+            )
+        return out
