@@ -47,6 +47,7 @@ from registry_core.persistence import db
 from registry_core.persistence.projection import LoggedEvent, claim_epoch, get_tracking, project
 from registry_core.settings import Settings
 from workers.replay import sources
+from workers.replay.bulk import bulk_load, bulk_supported
 from workers.replay.compare import TableDiff, compare
 from workers.replay.schemas import (
     LIVE_SCHEMA,
@@ -84,6 +85,7 @@ class ReplayStats:
     applied: int = 0
     fenced: int = 0
     undecodable: int = 0
+    deferred: int = 0  # bulk path: events projected by project() after the load
     seconds: float = 0.0
 
     @property
@@ -178,11 +180,15 @@ async def replay(
     verify_only: bool = False,
     force: bool = False,
     keep: bool = False,
-    batch_size: int = 2000,
+    batch_size: int = 5000,
     console: Console | None = None,
+    bulk: bool = True,
 ) -> ReplayResult:
     """Rebuild, verify and (unless `verify_only`) switch. With differences the switch needs
-    `force` (a replay after a projection fix is *meant* to differ; by default it must not)."""
+    `force` (a replay after a projection fix is *meant* to differ; by default it must not).
+
+    `bulk` (default): the COPY path of workers/replay/bulk.py into index-free tables; False: the
+    live projection batch by batch (slower; the reference the bulk path is tested against)."""
     name = settings.worker_name
     live = await db.connect(settings.dsn, server_settings={"search_path": LIVE_SCHEMA})
     rebuild: asyncpg.Connection | None = None
@@ -204,24 +210,33 @@ async def replay(
 
         await create_rebuild_schema(settings.dsn, live, schema)
         rebuild = await connect_in(settings.dsn, schema)
-        await claim_epoch(rebuild, name)
+        tracking = await claim_epoch(rebuild, name)
         stats = ReplayStats()
+        use_bulk = bulk and await bulk_supported(rebuild, schema)
         t0 = time.perf_counter()
         with progress_bar(console) as bar:
             task = bar.add_task(f"replay from {source}", total=target + 1)
             batches = (
                 sources.kafka_batches(settings, 0, target, batch_size)
                 if source == "kafka"
-                else sources.archive_batches(live, 0, target, batch_size)
+                else sources.archive_batches(live, 0, target, batch_size, text=use_bulk)
             )
-            await project_batches(
-                rebuild, batches, tracking_name=name, stats=stats, progress=bar, task=task
-            )
+            if use_bulk:
+                state = await bulk_load(
+                    settings.dsn, schema, batches, tracking_name=name,
+                    max_epoch=tracking.max_epoch, stats=stats,
+                    progress=lambda n: bar.advance(task, n), connect=connect_in,
+                )  # fmt: skip
+                stats.deferred = len(state.deferred)
+            else:
+                await project_batches(
+                    rebuild, batches, tracking_name=name, stats=stats, progress=bar, task=task
+                )
         stats.seconds = time.perf_counter() - t0
         log.info(
             "rebuilt", schema=schema, events=stats.events, applied=stats.applied,
             fenced=stats.fenced, undecodable=stats.undecodable, seconds=round(stats.seconds, 2),
-            events_per_s=round(stats.rate),
+            events_per_s=round(stats.rate), bulk=use_bulk, deferred=stats.deferred,
         )  # fmt: skip
         result = ReplayResult(schema, stats)
         # Most of what the worker committed meanwhile is caught up without blocking it.

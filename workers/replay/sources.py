@@ -22,6 +22,11 @@ SELECT event_offset, payload FROM event_log
 WHERE event_offset >= $1 AND event_offset <= $2
 ORDER BY event_offset LIMIT $3
 """
+ARCHIVE_PAGE_TEXT = """
+SELECT event_offset, payload::text AS payload FROM event_log
+WHERE event_offset >= $1 AND event_offset <= $2
+ORDER BY event_offset LIMIT $3
+"""
 ARCHIVE_END = "SELECT coalesce(max(event_offset), -1) FROM event_log"
 
 
@@ -99,12 +104,14 @@ async def archive_end(conn: asyncpg.Connection) -> int:
 
 
 async def archive_batches(
-    conn: asyncpg.Connection, start: int, end: int, batch_size: int
+    conn: asyncpg.Connection, start: int, end: int, batch_size: int, *, text: bool = False
 ) -> AsyncIterator[Batch]:
-    """Events [start, end] from `event_log` of the connection's schema, keyset-paged."""
+    """Events [start, end] from `event_log` of the connection's schema, keyset-paged. `text`:
+    payloads as JSON text (the bulk path's input) instead of decoded dicts."""
     position = start
     while position <= end:
-        rows = await conn.fetch(ARCHIVE_PAGE, position, end, batch_size)
+        page = ARCHIVE_PAGE_TEXT if text else ARCHIVE_PAGE
+        rows = await conn.fetch(page, position, end, batch_size)
         if not rows:
             return
         yield [(r["event_offset"], r["payload"]) for r in rows]
