@@ -16,18 +16,21 @@ import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit, urlunsplit
 from uuid import UUID, uuid4
 
 import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
 
 from client import retry, transfer
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
 from client.transfer import prepared
+from registry_core.auth import Grant, command_headers
 from registry_core.contracts.codec import encode
 from registry_core.contracts.http import (
     MAX_BULK_OUTCOMES,
@@ -35,6 +38,7 @@ from registry_core.contracts.http import (
     CardOut,
     ClientConfig,
     CommandOutcome,
+    KafkaConfig,
     Lineage,
     OutcomeList,
     RunMetrics,
@@ -50,6 +54,7 @@ from registry_core.domain.cards import (
 from registry_core.domain.commands import AnyCommand, DeleteCard, RegisterCard, UpdateCard
 from registry_core.domain.errors import (
     CardNotFound,
+    Forbidden,
     InvalidCommand,
     RegistryError,
     WrongRegistry,
@@ -61,6 +66,35 @@ from registry_core.settings import ClientSettings
 T = TypeVar("T")
 WAIT_SLICE_SECONDS = 25.0
 BULK_CHUNK = MAX_BULK_OUTCOMES
+
+
+GRANT_REFRESH_BEFORE = timedelta(minutes=5)
+
+
+def _split_token(uri: str) -> tuple[str, str | None]:
+    """(the URI without user info, the token in it if any)."""
+    parts = urlsplit(uri.rstrip("/"))
+    if "@" not in parts.netloc:
+        return urlunsplit(parts), None
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    return urlunsplit(parts._replace(netloc=host)), unquote(user or password) or None
+
+
+def _kafka_security(k: KafkaConfig) -> dict[str, Any]:
+    """aiokafka security settings from what the registry's /config hands out."""
+    out: dict[str, Any] = {"security_protocol": k.security_protocol}
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        out["ssl_context"] = (
+            create_ssl_context(cadata=k.ssl_ca_pem) if k.ssl_ca_pem else (create_ssl_context())
+        )
+    if k.sasl_mechanism:
+        out |= {
+            "sasl_mechanism": k.sasl_mechanism,
+            "sasl_plain_username": k.sasl_username,
+            "sasl_plain_password": k.sasl_password,
+        }
+    return out
 
 
 def _registry_type(value: str | RegistryType) -> RegistryType:
@@ -91,9 +125,15 @@ class AsyncCardRegistry:
         self.registry_type = _registry_type(registry_type)
         self.card_class = CARD_CLASS_FOR_REGISTRY[self.registry_type]
         self.settings = settings or ClientSettings()
-        self.tracking_uri = (tracking_uri or self.settings.tracking_uri).rstrip("/")
+        # A token may ride in the URI (https://<token>@host): take it out, so that the URI can
+        # be shown in messages, and send it as a bearer token.
+        self.tracking_uri, uri_token = _split_token(tracking_uri or self.settings.tracking_uri)
+        token = self.settings.token.get_secret_value() if self.settings.token else uri_token
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         self._http = httpx.AsyncClient(
-            base_url=self.tracking_uri, timeout=self.settings.request_timeout_seconds
+            base_url=self.tracking_uri,
+            timeout=self.settings.request_timeout_seconds,
+            headers=headers,
         )
         self._config: ClientConfig | None = None
         self._producer: AIOKafkaProducer | None = None
@@ -149,9 +189,27 @@ class AsyncCardRegistry:
         return resp
 
     async def config(self) -> ClientConfig:
-        if self._config is None:
-            self._config = ClientConfig.model_validate((await self._get("/api/v1/config")).json())
-        return self._config
+        cfg = self._config
+        if cfg is None or (
+            cfg.grant is not None
+            and cfg.grant.expires_at - datetime.now(UTC) < GRANT_REFRESH_BEFORE
+        ):
+            cfg = ClientConfig.model_validate((await self._get("/api/v1/config")).json())
+            self._config = cfg
+        return cfg
+
+    async def _headers(self, payload: bytes) -> list[tuple[str, bytes]] | None:
+        """Kafka headers that sign one command, when the registry requires it."""
+        cfg = await self.config()
+        if not cfg.auth:
+            return None
+        if cfg.grant is None:
+            raise Forbidden(
+                "this registry requires a token with the write scope to register, update or"
+                " delete cards; the token in use (if any) is read-only"
+            )
+        g = cfg.grant
+        return command_headers(Grant(g.grant, g.signing_key, g.expires_at), payload)
 
     async def _get_producer(self) -> AIOKafkaProducer:
         async with self._producer_lock:
@@ -165,9 +223,9 @@ class AsyncCardRegistry:
                     acks="all",
                     enable_idempotence=False,
                     linger_ms=0,
-                    security_protocol=cfg.kafka.security_protocol,
                     max_request_size=cfg.kafka.max_message_bytes + 65_536,
                     request_timeout_ms=self.settings.kafka_request_timeout_ms,
+                    **_kafka_security(cfg.kafka),
                 )
                 try:
                     await producer.start()
@@ -235,11 +293,16 @@ class AsyncCardRegistry:
                 f"the card's metadata is {len(payload)} bytes, over the registry's"
                 f" {cfg.kafka.max_message_bytes}-byte limit; store large content as artifacts"
             )
+        headers = await self._headers(payload)
 
         async def send() -> None:  # re-sending the same command_id is safe (de-duplicated)
             producer = await self._get_producer()
             await producer.send_and_wait(
-                cfg.kafka.commands_topic, payload, key=command.key.encode(), partition=0
+                cfg.kafka.commands_topic,
+                payload,
+                key=command.key.encode(),
+                partition=0,
+                headers=headers,
             )
 
         try:
@@ -459,7 +522,11 @@ class AsyncCardRegistry:
         async def send_all() -> None:  # all again after a failure: duplicates are dropped
             acks = [
                 await producer.send(
-                    cfg.kafka.commands_topic, payload, key=cmd.key.encode(), partition=0
+                    cfg.kafka.commands_topic,
+                    payload,
+                    key=cmd.key.encode(),
+                    partition=0,
+                    headers=await self._headers(payload),
                 )
                 for cmd, payload in zip(commands, payloads, strict=True)
             ]

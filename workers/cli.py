@@ -65,9 +65,15 @@ def api(
     from workers.api.app import create_app
 
     s = _settings()
+    s = s.model_copy(update={"api_host": host or s.api_host})
+    try:
+        application = create_app(s)
+    except ValueError as exc:  # access control misconfigured: refuse to start open
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(
-        create_app(s),
-        host=host or s.api_host,
+        application,
+        host=s.api_host,
         port=port or s.api_port,
         log_level=s.log_level.lower(),
         access_log=False,
@@ -267,6 +273,90 @@ def download(
         f"{registry}/{card.space}/{card.name} {card.version} (uid {card.uid}):"
         f" {len(paths)} file(s), {total} bytes, sha256 verified -> {to}"
     )
+
+
+token_app = typer.Typer(
+    help="API tokens (talks to the database directly: for operators, and for the first admin"
+    " token; with an admin token, the same is at /api/v1/tokens).",
+    no_args_is_help=True,
+)
+app.add_typer(token_app, name="token")
+
+
+def _with_db(fn):  # type: ignore[no-untyped-def]
+    from registry_core.persistence import db
+
+    s = _settings()
+
+    async def main():  # type: ignore[no-untyped-def]
+        conn = await db.connect(s.dsn)
+        try:
+            await db.migrate(conn)
+            return await fn(conn)
+        finally:
+            await conn.close()
+
+    return asyncio.run(main())
+
+
+@token_app.command("create")
+def token_create(
+    name: Annotated[str, typer.Option(help="Who or what uses it, e.g. ci-team-a.")],
+    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, admin.")] = "read",
+    spaces: Annotated[
+        str, typer.Option(help="Comma-separated spaces it may write to; '*' = every space.")
+    ] = "*",
+    expires_in_days: Annotated[int | None, typer.Option(help="Expiry (default: never).")] = None,
+) -> None:
+    """Create a token and print it once (only its sha256 is stored)."""
+    from datetime import timedelta
+
+    from registry_core.auth import parse_scopes
+    from registry_core.domain.errors import RegistryError
+    from registry_core.persistence.tokens import create_token
+
+    try:
+        wanted = parse_scopes(x for x in scopes.split(",") if x.strip())
+        space_list = [x.strip() for x in spaces.split(",") if x.strip()]
+        expiry = timedelta(days=expires_in_days) if expires_in_days else None
+        token, info = _with_db(lambda c: create_token(c, name, wanted, space_list, expiry))
+    except (ValueError, RegistryError) as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
+    typer.secho(
+        f"created token {info.token_id} ({info.name}): scopes {','.join(info.scopes)},"
+        f" spaces {','.join(info.spaces)}. It is shown once; store it now:",
+        err=True,
+    )
+    typer.echo(token)
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """List tokens (ids, names, scopes, spaces, dates; never secrets)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from registry_core.persistence.tokens import list_tokens
+
+    table = Table("token_id", "name", "scopes", "spaces", "created", "expires", "revoked")
+    for t in _with_db(list_tokens):
+        table.add_row(
+            t.token_id, t.name, ",".join(t.scopes), ",".join(t.spaces),
+            f"{t.created_at:%Y-%m-%d %H:%M}", str(t.expires_at or ""), str(t.revoked_at or ""),
+        )  # fmt: skip
+    Console().print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: Annotated[str, typer.Argument(help="The id (opsml_<id>_...).")]) -> None:
+    """Revoke a token: refused by the API and the worker within OPSML_TOKEN_CACHE_SECONDS."""
+    from registry_core.persistence.tokens import revoke_token
+
+    if not _with_db(lambda c: revoke_token(c, token_id)):
+        typer.secho(f"error: no active token {token_id}", fg="red", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {token_id}")
 
 
 if __name__ == "__main__":

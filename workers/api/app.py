@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -18,10 +21,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 import registry_core
+from registry_core.auth import ALL_SPACES, Scope, issue_grant, parse_scopes
 from registry_core.contracts.http import (
     CardList,
     CardOut,
     ClientConfig,
+    CommandGrant,
     CommandOutcome,
     ErrorBody,
     Health,
@@ -31,10 +36,14 @@ from registry_core.contracts.http import (
     Lineage,
     LineageLink,
     MetricPoint,
+    NewToken,
     OutcomeList,
     OutcomesQuery,
     RunMetrics,
     StagedFile,
+    TokenList,
+    TokenOut,
+    TokenRequest,
 )
 from registry_core.domain.artifacts import (
     SHA256_RE,
@@ -46,15 +55,19 @@ from registry_core.domain.cards import registry_type
 from registry_core.domain.errors import (
     ArtifactTooLarge,
     CardNotFound,
+    Forbidden,
     InvalidArtifact,
     InvalidQuery,
     RegistryError,
+    Unauthenticated,
+    clip,
     summarize_validation,
 )
 from registry_core.domain.names import validate_name
 from registry_core.messaging import ensure_topics
 from registry_core.persistence import db, read
 from registry_core.persistence.projection import get_tracking
+from registry_core.persistence.tokens import TokenCache, create_token, list_tokens, revoke_token
 from registry_core.settings import Settings, get_settings
 from registry_core.storage import open_store
 from workers.api import unavailable
@@ -62,7 +75,12 @@ from workers.api.waiters import OutcomeWaiters
 
 log = structlog.get_logger("opsml.api")
 
-STATUS_FOR_ERROR = {"card_not_found": 404, "artifact_too_large": 413}
+STATUS_FOR_ERROR = {
+    "card_not_found": 404,
+    "artifact_too_large": 413,
+    "unauthenticated": 401,
+    "forbidden": 403,
+}
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
@@ -70,8 +88,41 @@ def _json(body: Any) -> Response:
     return Response(orjson.dumps(body, default=str), media_type="application/json")
 
 
+OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+def _bearer(request: Request) -> str:
+    """The token from `Authorization: Bearer <token>` (or Basic with the token as user name, as
+    `curl https://<token>@host/...` sends it)."""
+    header = request.headers.get("authorization", "")
+    kind, _, value = header.partition(" ")
+    if kind.lower() == "bearer" and value.strip():
+        return value.strip()
+    if kind.lower() == "basic" and value.strip():
+        try:
+            user = base64.b64decode(value.strip(), validate=True).decode().partition(":")[0]
+        except (ValueError, UnicodeDecodeError):
+            user = ""
+        if user:
+            return user
+    raise Unauthenticated(
+        "this registry requires an API token: send `Authorization: Bearer <token>` (clients:"
+        " OPSML_TRACKING_URI=https://<token>@host or OPSML_TOKEN)"
+    )
+
+
+def _scope_for(method: str, path: str) -> Scope:
+    if path.startswith("/api/v1/tokens"):
+        return Scope.ADMIN
+    if method == "PUT" and path.startswith("/api/v1/staging/"):
+        return Scope.WRITE
+    return Scope.READ
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     s = settings or get_settings()
+    auth_on = s.auth_required(s.api_host)  # raises for an unsafe combination: fail at start
+    tokens = TokenCache(s.token_cache_seconds)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -124,8 +175,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
 
     @app.middleware("http")
-    async def refuse_nul(request: Request, call_next: Any) -> Any:
-        """Postgres text cannot hold U+0000: refuse it in paths and query strings up front."""
+    async def guard(request: Request, call_next: Any) -> Any:
+        """Refuse NUL characters (Postgres text cannot hold U+0000) in paths and query strings,
+        then, when access control is on, authenticate the token and check the route's scope."""
         raw_query = request.scope.get("query_string", b"").lower()
         if "\x00" in request.scope.get("path", "") or b"%00" in raw_query:
             return JSONResponse(
@@ -133,6 +185,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                  "error_code": "invalid_request"},
                 status_code=422,
             )  # fmt: skip
+        if auth_on:
+            path = request.scope.get("path", "")
+            if path not in OPEN_PATHS:
+                try:
+                    who = await tokens.authenticate(request.app.state.pool, _bearer(request))
+                    who.require(_scope_for(request.method, path))
+                except RegistryError as exc:
+                    status = 401 if exc.code == "unauthenticated" else 403
+                    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                    return JSONResponse(
+                        {"detail": exc.message, "error_code": exc.code},
+                        status_code=status,
+                        headers=headers,
+                    )
+                request.state.principal = who
         return await call_next(request)
 
     @app.exception_handler(RegistryError)
@@ -157,19 +224,81 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         return Health(status="ok", database=True, sequencer=seq)
 
+    client_ca = Path(s.kafka_ssl_cafile).read_text() if s.kafka_ssl_cafile else None
+
     @app.get("/api/v1/config", response_model=ClientConfig, tags=["client"])
-    async def config() -> ClientConfig:
-        """What a client needs besides OPSML_TRACKING_URI: where and how to publish commands."""
+    async def config(request: Request) -> ClientConfig:
+        """What a client needs besides OPSML_TRACKING_URI: where and how to publish commands,
+        and (with access control on, for a token with the write scope) a grant to sign them."""
+        grant = None
+        who = getattr(request.state, "principal", None)
+        key = s.grant_key_bytes()
+        if who is not None and key is not None and who.has(Scope.WRITE):
+            g = issue_grant(key, who, datetime.now(UTC))
+            grant = CommandGrant(grant=g.grant, signing_key=g.signing_key, expires_at=g.expires_at)
+        password = s.kafka_client_sasl_password
         return ClientConfig(
             server_version=registry_core.__version__,
+            auth=auth_on,
+            grant=grant,
             kafka=KafkaConfig(
                 bootstrap_servers=s.kafka_client_bootstrap_servers or s.kafka_bootstrap_servers,
                 commands_topic=s.commands_topic,
                 events_topic=s.events_topic,
                 security_protocol=s.kafka_security_protocol,
                 max_message_bytes=s.max_command_bytes,
+                sasl_mechanism=s.kafka_sasl_mechanism if s.kafka_client_sasl_username else None,
+                sasl_username=s.kafka_client_sasl_username,
+                sasl_password=password.get_secret_value() if password else None,
+                ssl_ca_pem=client_ca,
             ),
         )
+
+    @app.post(
+        "/api/v1/tokens",
+        response_model=NewToken,
+        status_code=201,
+        tags=["tokens"],
+        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
+    )
+    async def new_token(request: Request, body: TokenRequest) -> NewToken:
+        """Create an API token (admin scope on every space). The token is shown once."""
+        _require_all_spaces(request)
+        try:
+            scopes = parse_scopes(body.scopes)
+        except ValueError as exc:
+            raise InvalidQuery(str(exc)) from None
+        expires = timedelta(days=body.expires_in_days) if body.expires_in_days else None
+        try:
+            token, info = await create_token(
+                request.app.state.pool, body.name, scopes, body.spaces, expires
+            )
+        except ValueError as exc:
+            raise InvalidQuery(str(exc)) from None
+        log.info("token created", token_id=info.token_id, name=info.name, scopes=info.scopes)
+        return NewToken(token=token, info=TokenOut(**asdict(info)))
+
+    @app.get("/api/v1/tokens", response_model=TokenList, tags=["tokens"])
+    async def tokens_list(request: Request) -> TokenList:
+        """Every token's id, name, scopes, spaces and dates (never a secret or a hash)."""
+        _require_all_spaces(request)
+        infos = await list_tokens(request.app.state.pool)
+        return TokenList(tokens=[TokenOut(**asdict(i)) for i in infos])
+
+    @app.delete(
+        "/api/v1/tokens/{token_id}",
+        status_code=204,
+        tags=["tokens"],
+        responses={404: {"model": ErrorBody}},
+    )
+    async def token_revoke(request: Request, token_id: str) -> Response:
+        """Revoke a token: the API refuses it and the worker rejects commands signed under it
+        within OPSML_TOKEN_CACHE_SECONDS."""
+        _require_all_spaces(request)
+        if not await revoke_token(request.app.state.pool, token_id):
+            raise CardNotFound(f"no active token {clip(token_id, 40)}")
+        log.info("token revoked", token_id=token_id)
+        return Response(status_code=204)
 
     @app.get("/api/v1/cards", response_model=CardList, tags=["cards"])
     async def list_cards(
@@ -415,5 +544,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return StreamingResponse(
             store.read(key), headers=headers, media_type="application/octet-stream"
         )
+
+    def _require_all_spaces(request: Request) -> None:
+        if not auth_on:
+            raise Forbidden(
+                "token management needs access control on (set OPSML_GRANT_KEY); an open"
+                " registry has no tokens to manage - use `opsml token` against the database"
+            )
+        who = request.state.principal
+        if ALL_SPACES not in who.spaces:
+            raise Forbidden(f"token {who.token_id} is limited to some spaces; this needs '*'")
 
     return app

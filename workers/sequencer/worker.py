@@ -56,6 +56,7 @@ from registry_core.persistence.read import record_from_row
 from registry_core.settings import Settings
 from registry_core.storage import ArtifactStore, open_store
 from registry_core.storage.base import hash_of
+from workers.sequencer.authz import CommandAuthorizer
 
 log = structlog.get_logger("opsml.sequencer")
 
@@ -100,6 +101,14 @@ class Sequencer:
             s3_region=settings.s3_region,
         )
         self._cleanup: set[asyncio.Task[None]] = set()
+        # Access control (docs/security.md): raises at start for an unsafe configuration.
+        key = settings.grant_key_bytes() if settings.auth_required() else None
+        self.authz = CommandAuthorizer(key, settings.token_cache_seconds) if key else None
+        if self.authz is None:
+            log.warning(
+                "commands are not authenticated (OPSML_GRANT_KEY is not set): anyone who can"
+                " write to the commands topic can register cards; fine on loopback only"
+            )
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -311,6 +320,10 @@ class Sequencer:
         sources = await self._check_artifacts(
             [item for _, item in decoded if isinstance(item, RegisterCard) and item.artifacts]
         )
+        denied = {}
+        if self.authz is not None:
+            triples = [(r, i, c) for (r, i), c in zip(decoded, ids, strict=True)]
+            denied = await self.authz.denied(self.conn, triples)
 
         events: list[Event] = []
         seen: set[UUID] = set()
@@ -321,6 +334,13 @@ class Sequencer:
                 continue
             seen.add(cid)
             ctx = Context(now=_now(), epoch=self.epoch, command_offset=rec.offset)
+            refused = denied.get(cid)
+            if refused is not None and not isinstance(item, UndecodableCommand):
+                events.append(
+                    reject(cid, refused, ctx, registry=item.registry, space=item.space,
+                           name=item.name)
+                )  # fmt: skip
+                continue
             found = sources.get(cid)
             if isinstance(found, InvalidArtifact) and isinstance(item, RegisterCard):
                 log.info("command rejected", command_id=str(cid), reason=found.message)
