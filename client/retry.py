@@ -20,12 +20,12 @@ import asyncio
 import random
 import time
 import weakref
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import httpx
-import structlog
 from aiokafka.errors import (
     KafkaConnectionError,
     KafkaError,
@@ -34,7 +34,9 @@ from aiokafka.errors import (
     RequestTimedOutError,
 )
 
-log = structlog.get_logger("opsml.client")
+# How many times each kind of failure was retried in this process (for tests and diagnostics;
+# the client does not log, so a notebook is not flooded during an outage).
+RETRIED: Counter[str] = Counter()
 
 T = TypeVar("T")
 RETRY_STATUS = frozenset({502, 503, 504})
@@ -80,16 +82,14 @@ async def send(
     spent. Returns the last response (possibly still a 503), or raises the last TransportError.
     `fresh()` supplies arguments that cannot be sent twice (a streamed body), per attempt."""
     start = time.monotonic()
-    attempt = 0
     for delay in policy.delays():
-        attempt += 1
         try:
             resp = await http.request(method, path, **kwargs, **(fresh() if fresh else {}))
         except httpx.TransportError as exc:
             budget = policy.budget_seconds if http in _answered else policy.first_contact_seconds
             if time.monotonic() + delay > start + budget:
                 raise
-            log.debug("request failed; retrying", path=path, attempt=attempt, error=repr(exc))
+            RETRIED[type(exc).__name__] += 1
         else:
             _answered.add(http)
             if resp.status_code not in RETRY_STATUS:
@@ -98,7 +98,7 @@ async def send(
             delay = delay if wait is None else wait
             if time.monotonic() + delay > start + policy.budget_seconds:
                 return resp
-            log.debug("registry unavailable; retrying", path=path, status=resp.status_code)
+            RETRIED[f"http {resp.status_code}"] += 1
         await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover - delays() never ends
 
@@ -125,14 +125,12 @@ async def call(
     """Await `fn()` again (a fresh call each time) while it fails with an error `retry_if`
     accepts, until the budget is spent; then the last error propagates."""
     deadline = time.monotonic() + policy.budget_seconds
-    attempt = 0
     for delay in policy.delays():
-        attempt += 1
         try:
             return await fn()
         except Exception as exc:
             if not retry_if(exc) or time.monotonic() + delay > deadline:
                 raise
-            log.debug(f"{what} failed; retrying", attempt=attempt, error=repr(exc))
+            RETRIED[f"{what}: {type(exc).__name__}"] += 1
         await asyncio.sleep(delay)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -23,11 +23,19 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.PostgresConnectionError,  # the connection died in the middle of a query
     asyncpg.exceptions.OperatorInterventionError,  # shutting down / starting up
     asyncpg.exceptions.InsufficientResourcesError,  # too many connections
+    # a pooled connection left mid-protocol by a server that went away ("cannot switch to
+    # state 12; another operation is in progress"): seen when Postgres restarts under load
+    asyncpg.exceptions.InternalClientError,
 )
 
 
-async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.warning("backing service unavailable", error=f"{type(exc).__name__}: {exc}")
+    pool = getattr(request.app.state, "pool", None)
+    if isinstance(pool, asyncpg.Pool):
+        # the database probably restarted: every pooled connection is dead or suspect; replace
+        # them on their next use instead of failing one request per stale connection
+        await pool.expire_connections()
     return JSONResponse(
         {
             "detail": "the registry's database or storage is temporarily unavailable; retry",

@@ -65,16 +65,17 @@ async def supervise(
     loop = asyncio.get_running_loop()
     while not stop.is_set():
         started = loop.time()
+        sequencer = make(settings)
         try:
-            await make(settings).run(stop)
+            await sequencer.run(stop)
             return  # `stop` was set (or the standby was told to stop)
         except Exception as exc:
             if stop.is_set():
                 return
             if not is_transient(exc):
                 raise
-            if loop.time() - started > HEALTHY_AFTER_SECONDS:
-                delay = backoff_first
+            if sequencer.ready.is_set() or loop.time() - started > HEALTHY_AFTER_SECONDS:
+                delay = backoff_first  # it got going again: this is a new outage
             restarts += 1
             log.warning(
                 "sequencer lost a backing service; starting it again",
