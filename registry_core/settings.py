@@ -28,7 +28,12 @@ class Settings(BaseSettings):
     kafka_ssl_certfile: str | None = None
     kafka_ssl_keyfile: str | None = None
     # What authenticated clients get from /api/v1/config to reach the broker (they never set
-    # Kafka settings themselves). Default: no SASL credentials; the CA file above, if any.
+    # Kafka settings themselves). Defaults: the protocol and mechanism above, no credentials,
+    # the CA file above if any.
+    kafka_client_security_protocol: (
+        Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None
+    ) = None
+    kafka_client_sasl_mechanism: str | None = None
     kafka_client_sasl_username: str | None = None
     kafka_client_sasl_password: SecretStr | None = None
     commands_topic: str = "opsml.commands"

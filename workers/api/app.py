@@ -245,9 +245,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 bootstrap_servers=s.kafka_client_bootstrap_servers or s.kafka_bootstrap_servers,
                 commands_topic=s.commands_topic,
                 events_topic=s.events_topic,
-                security_protocol=s.kafka_security_protocol,
+                security_protocol=s.kafka_client_security_protocol or s.kafka_security_protocol,
                 max_message_bytes=s.max_command_bytes,
-                sasl_mechanism=s.kafka_sasl_mechanism if s.kafka_client_sasl_username else None,
+                sasl_mechanism=(s.kafka_client_sasl_mechanism or s.kafka_sasl_mechanism)
+                if s.kafka_client_sasl_username
+                else None,
                 sasl_username=s.kafka_client_sasl_username,
                 sasl_password=password.get_secret_value() if password else None,
                 ssl_ca_pem=client_ca,
