@@ -43,6 +43,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from client.errors import RegistryUnavailable
+from client.registry import _kafka_security, _split_token
 from registry_core.contracts.codec import decode_event
 from registry_core.contracts.http import ClientConfig
 from registry_core.domain.cards import CardRecord, RegistryType, registry_type
@@ -162,9 +163,13 @@ def _type_name(t: str | type[EventBase]) -> str:
 
 
 async def _client_config(tracking_uri: str, settings: ClientSettings) -> ClientConfig:
+    tracking_uri, uri_token = _split_token(tracking_uri)
+    token = settings.token.get_secret_value() if settings.token else uri_token
     try:
         async with httpx.AsyncClient(
-            base_url=tracking_uri, timeout=settings.request_timeout_seconds
+            base_url=tracking_uri,
+            timeout=settings.request_timeout_seconds,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
         ) as http:
             resp = await http.get("/api/v1/config")
             resp.raise_for_status()
@@ -241,7 +246,7 @@ async def subscribe(
         enable_auto_commit=False,
         auto_offset_reset="none",  # never skip silently
         fetch_max_wait_ms=fetch_max_wait_ms,
-        security_protocol=cfg.kafka.security_protocol,
+        **_kafka_security(cfg.kafka),
     )
     await consumer.start()
     done = committed = -1

@@ -16,7 +16,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from client import AsyncCardRegistry, RunCard
+from client import AsyncCardRegistry, RunCard, subscribe
 from registry_core.auth import GRANT_HEADER, SIGNATURE_HEADER, split_token
 from registry_core.domain.errors import Forbidden, Unauthenticated
 from tests.conftest import Stack, running
@@ -132,6 +132,13 @@ async def test_tokens_scopes_spaces_and_signed_commands(
             cfg = await rw.config()
             assert cfg.grant is not None
             grant, signing_key = cfg.grant.grant, cfg.grant.signing_key
+
+        # a read token may follow the event stream (subscribe authenticates to read /config)
+        async for got_event in subscribe(
+            tracking_uri=f"http://{reader}@{host}", from_="beginning", space="team-a"
+        ):
+            assert got_event.event.card.uid == card.uid  # type: ignore[union-attr]
+            break
 
         # admin: deletes
         async with AsyncCardRegistry("run", tracking_uri=f"http://{admin}@{host}") as root:
