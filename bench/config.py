@@ -33,7 +33,7 @@ class Scale:
     w4_sizes: tuple[int, ...]
     w4_requests: int  # per read op and size
     peer_deadline_s: float  # a peer's registration phase stops issuing new work after this
-    w5_events: int = 100_000  # registrations in W5's event log (plus the epoch markers)
+    w5_events: int = 100_000  # CardRegistered events in W5's event log (plus the epoch markers)
     w6_mb: int = 50  # W6 artifact size
     w6_reps: int = 3  # W6 registrations (distinct random content each, so nothing is deduped)
     versions_per_seed_name: int = 100

@@ -170,6 +170,10 @@ def summary_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
         rows += [
             _row(doc, "W5", "replay events/s", "higher", ("replay_events_per_s",)),
             _row(doc, "W5", "replay + verify total s", "lower", ("replay_total_s_incl_verify",)),
+            _row(
+                doc, "W5", "live projection (worker catch-up) events/s", "higher",
+                ("live_projection_events_per_s",),
+            ),
             _row(doc, "W5", "worker start-up s, long log", "lower", ("worker_startup_s_long_log",)),
             _row(
                 doc, "W5", "worker start-up s, short log", "lower", ("worker_startup_s_short_log",)
@@ -283,8 +287,11 @@ def markdown_summary(doc: dict[str, Any]) -> str:
                 notes.append(f"  - {r['reps']} registrations of {r['mb']} MB each: {secs} s")
             if w == "W5" and r.get("events"):
                 notes.append(
-                    f"  - seeding {r['registrations']:,} registrations took {r['seed_s']} s"
-                    f" ({r['seed_cards_per_s']:,} cards/s); verified identical: {r['identical']}"
+                    f"  - seeding: {r['registrations']:,} events generated and published in"
+                    f" {r['seed_s']} s; the worker's start-up catch-up (live projection) took"
+                    f" {r.get('live_projection_catch_up_s')} s"
+                    f" ({r.get('live_projection_events_per_s', 0):,} events/s);"
+                    f" verified identical: {r['identical']}"
                 )
             if r.get("error_samples"):
                 notes.append(

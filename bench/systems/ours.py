@@ -76,7 +76,7 @@ class Ours(System):
             "storage": "local directory (OPSML_STORAGE_URI under bench/.work/data)",
         }
 
-    def restart_worker(self, label: str) -> float:
+    def restart_worker(self, label: str, timeout: float = 300) -> float:
         """Stop the worker and start a new one; seconds from spawn to its 'consuming commands'
         log line (lock, epoch claim, marker, catch-up, consumer positioned)."""
         worker = self.procs[1]
@@ -89,11 +89,11 @@ class Ours(System):
             log_path=logf,
         )
         self.procs[1] = proc
-        deadline = time.monotonic() + 300
+        deadline = time.monotonic() + timeout
         while "consuming commands" not in logf.read_text(errors="replace"):
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"worker did not start: {logf.read_text()[-600:]}")
-            time.sleep(0.005)
+            time.sleep(0.005 if time.perf_counter() - t0 < 5 else 0.2)
         return time.perf_counter() - t0
 
     def _wait_healthy(self, timeout: float) -> None:

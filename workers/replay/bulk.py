@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -46,7 +47,7 @@ from pydantic import TypeAdapter
 
 from registry_core.contracts.codec import decode_event
 from registry_core.domain.artifacts import ArtifactRef, card_prefix
-from registry_core.domain.cards import CardRecord, RegistryType
+from registry_core.domain.cards import CARD_CLASSES, CardRecord, RegistryType
 from registry_core.domain.events import (
     EVENT_SCHEMA_VERSION,
     CardDeleted,
@@ -83,6 +84,8 @@ _KEYS = {
 }
 _CARD_KEYS = frozenset(CardRecord.model_fields)
 _REGISTRIES = frozenset(r.value for r in RegistryType)
+# card type -> its lineage attributes (lineage_rows is only called when one of them is set)
+_LINEAGE_FIELDS = {name: tuple(cls.lineage_fields) for name, cls in CARD_CLASSES.items()}
 _artifacts_adapter: TypeAdapter[list[ArtifactRef]] = TypeAdapter(list[ArtifactRef])
 
 # Column lists, in the order of the tuples built below (the live projection's INSERTs).
@@ -104,6 +107,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "run_metrics": ("uid", "seq", "name", "step", "value", "logged_at"),
     "artifacts": ("registry", "space", "sha256", "key", "size", "uid"),
 }  # fmt: skip
+
+
+# What the final ANALYZE covers (every column but the jsonb documents).
+ANALYZE_COLUMNS = {
+    t: tuple(c for c in cols if c not in ("payload", "tags", "metadata", "attributes", "artifacts"))
+    for t, cols in COLUMNS.items()
+}
 
 
 class Deferred(Exception):
@@ -189,6 +199,8 @@ class BulkState:
     sort_cache: dict[str, tuple[int, int, int, str]] = field(default_factory=dict)
     deferred: list[LoggedEvent] = field(default_factory=list)
     fast: int = 0
+    phases: dict[str, float] = field(default_factory=dict)  # seconds: copy, indexes, ...
+    index_seconds: dict[str, float] = field(default_factory=dict)
 
 
 class Decoder:
@@ -334,8 +346,9 @@ class Decoder:
             attrs = c["attributes"]
             if attrs:
                 ns = SimpleNamespace(uid=uid, card_type=c["card_type"], attributes=attrs)
-                lin = lineage_rows(ns)  # type: ignore[arg-type]
-                if lin:
+                fields = _LINEAGE_FIELDS.get(c["card_type"])
+                if fields and any(attrs.get(f) for f in fields):
+                    lin = lineage_rows(ns)  # type: ignore[arg-type]
                     t["lineage"].extend(dict.fromkeys(lin))  # ON CONFLICT DO NOTHING
                 if attrs.get("metrics"):
                     t["run_metrics"].extend(metric_rows(ns))  # type: ignore[arg-type]
@@ -430,7 +443,9 @@ async def drop_structures(conn: asyncpg.Connection, defs: list[IndexDef]) -> Non
             await conn.execute(d.drop)
 
 
-async def build_structures(conns: list[asyncpg.Connection], defs: list[IndexDef]) -> None:
+async def build_structures(
+    conns: list[asyncpg.Connection], defs: list[IndexDef]
+) -> dict[str, float]:
     """Rebuild them on several connections at once, one table at a time per connection (two
     builds on one table would wait for each other's table lock); the largest tables first."""
     by_table: dict[str, list[IndexDef]] = {}
@@ -441,12 +456,17 @@ async def build_structures(conns: list[asyncpg.Connection], defs: list[IndexDef]
     for table in sorted(by_table, key=lambda t: (weight.get(t, 3), t)):
         queue.put_nowait(by_table[table])
 
+    took: dict[str, float] = {}
+
     async def work(conn: asyncpg.Connection) -> None:
         while not queue.empty():
             for d in queue.get_nowait():
+                t0 = time.perf_counter()
                 await conn.execute(d.create)
+                took[d.name] = round(time.perf_counter() - t0, 3)
 
     await asyncio.gather(*(work(c) for c in conns))
+    return took
 
 
 # ---- the load ------------------------------------------------------------------------------------
@@ -511,18 +531,33 @@ async def bulk_load(
                 for q in queues.values():
                     await q.put(None)
 
+        t0 = time.perf_counter()
         async with asyncio.TaskGroup() as tg:
             tg.create_task(feed())
             for table in COLUMNS:
                 tg.create_task(copy(table))
+        t1 = time.perf_counter()
         for conn in copiers.values():
             await conn.execute("SET maintenance_work_mem = '256MB'")
-        await build_structures(list(copiers.values())[:2], defs)
-        await admin.execute("ANALYZE " + ", ".join(f"{ident(schema)}.{ident(t)}" for t in COLUMNS))
+        state.index_seconds = await build_structures(list(copiers.values())[:2], defs)
+        t2 = time.perf_counter()
+        # Statistics for the planner right after a switch, of the columns queries filter and
+        # join on (the jsonb documents are left to autovacuum, which analyses a freshly loaded
+        # table soon anyway): ANALYZE of the large payloads costs more than the rest together.
+        await admin.execute(
+            "ANALYZE " + ", ".join(
+                f"{ident(schema)}.{ident(t)} ({', '.join(ident(c) for c in cols)})"
+                for t, cols in ANALYZE_COLUMNS.items()
+            )
+        )  # fmt: skip
+        state.phases.update(
+            read_decode_copy=t1 - t0, indexes=t2 - t1, analyze=time.perf_counter() - t2
+        )
     finally:
         for conn in copiers.values():
             await conn.close()
         await admin.close()
+    t_deferred = time.perf_counter()
     conn = await connect(dsn, schema)
     try:
         await conn.execute(
@@ -536,5 +571,10 @@ async def bulk_load(
             )
     finally:
         await conn.close()
-    log.info("bulk load", fast=state.fast, deferred=len(state.deferred), indexes=len(defs))
+    state.phases["deferred"] = time.perf_counter() - t_deferred
+    log.info(
+        "bulk load", fast=state.fast, deferred=len(state.deferred), indexes=len(defs),
+        **{f"{k}_s": round(v, 2) for k, v in state.phases.items()},
+        slowest_indexes=sorted(state.index_seconds.items(), key=lambda kv: -kv[1])[:4],
+    )  # fmt: skip
     return state
