@@ -25,6 +25,7 @@ import pytest
 
 from client import AsyncCardRegistry, RunCard
 from tests.conftest import Stack
+from tests.support.faults import PeakMemory
 from workers import procs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
@@ -47,6 +48,7 @@ async def test_random_worker_kills_lose_and_duplicate_nothing(
         await stack.wait_active()
         per_client = cards_total // 8
         done = asyncio.Event()
+        peak = PeakMemory()  # the largest VmHWM of any worker process, read just before its kill
 
         async def client(n: int) -> None:
             async with AsyncCardRegistry("run", tracking_uri=stack.url) as reg:
@@ -63,6 +65,7 @@ async def test_random_worker_kills_lose_and_duplicate_nothing(
                 await asyncio.sleep(rng.uniform(0.2, 0.8))
                 if done.is_set():
                     break
+                peak.sample(stack.workers[-1].pid)
                 procs.kill(stack.workers[-1])
                 kills += 1
                 await asyncio.sleep(rng.uniform(0.0, 0.3))
@@ -75,7 +78,12 @@ async def test_random_worker_kills_lose_and_duplicate_nothing(
         done.set()
         kills = await kill_task
         elapsed = time.monotonic() - t0
-        print(f"\n{len(acked)} acknowledged registrations, {kills} SIGKILLs, {elapsed:.1f}s")
+        peak.sample(stack.workers[-1].pid)
+        print(
+            f"\n{len(acked)} acknowledged registrations, {kills} SIGKILLs, {elapsed:.1f}s;"
+            f" worker peak RSS {peak.peak_mb:.0f} MB"
+        )
+        assert 0 < peak.peak_mb < 400, f"worker peak RSS {peak.peak_mb:.0f} MB"
         assert kills >= min(kills_wanted, 10), f"only {kills} kills happened"
         assert len(acked) == per_client * 8
 

@@ -267,7 +267,7 @@ async def check_registrations(database_url: str, space: str, outcomes: Outcomes)
         assert sorted(minors) == list(range(len(minors))), f"{name}: gaps or duplicates {minors}"
 
 
-def replay_identical(env: dict[str, str]) -> None:
+def replay_identical(env: dict[str, str], log: Path | None = None) -> None:
     """`opsml replay --verify-only` from offset 0 of the log gives the live tables."""
     verify = subprocess.run(
         [sys.executable, "-m", "workers.cli", "replay", "--verify-only"],
@@ -276,6 +276,8 @@ def replay_identical(env: dict[str, str]) -> None:
         text=True,
         timeout=300,
     )
+    if log is not None:
+        log.write_text(verify.stdout + "\n----- stderr -----\n" + verify.stderr)
     assert verify.returncode == 0 and "identical" in verify.stdout, (
         verify.stdout[-2000:] + verify.stderr[-2000:]
     )
