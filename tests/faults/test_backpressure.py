@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 
 from client import AsyncCardRegistry, RegistryError, RunCard
+from registry_core.domain.cards import Card
 from tests.conftest import S3, Stack
 from tests.support import faults
 
@@ -63,7 +64,7 @@ async def test_slow_postgres_worker_batches_up_catches_up_and_stays_bounded(
 
         async def publisher(n: int) -> None:
             async with AsyncCardRegistry("run", tracking_uri=stack.url) as reg:
-                cards = [
+                cards: list[Card] = [
                     RunCard(space=SPACE, name=f"n{i % 20}") for i in range(total // publishers)
                 ]
                 for card, out in zip(cards, await reg.register_cards(cards), strict=True):
