@@ -3,6 +3,7 @@ transaction per batch, so a crash leaves either all of a batch or none of it."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -24,6 +25,9 @@ from registry_core.persistence.db import Q
 
 NOTIFY_CHUNK = 200  # command ids per NOTIFY payload (payloads are limited to 8000 bytes)
 
+# Version strings repeat across names ("1.3.0" in every name): parse each once.
+_sort_parts = functools.lru_cache(maxsize=65_536)(sort_parts)
+
 
 class Fenced(RuntimeError):
     """Another sequencer claimed a newer epoch: this one must stop writing."""
@@ -42,11 +46,14 @@ class LoggedEvent:
     offset: int
     event: Event
     applied: bool
+    # The event's JSON as published (the live worker encodes each event once, for Kafka and for
+    # the archive); None: serialise `event` here.
+    payload: str | None = None
 
 
 def card_row(event: CardRegistered, offset: int) -> tuple[object, ...]:
     c = event.card
-    major, minor, patch, pre_key = sort_parts(c.version)
+    major, minor, patch, pre_key = _sort_parts(c.version)
     return (
         c.uid, c.registry.value, c.space, c.name, c.version, major, minor, patch, pre_key,
         c.card_type, c.tags, c.description, c.metadata, c.attributes, c.status, c.created_at,
@@ -103,6 +110,23 @@ def metric_rows(card: CardRecord) -> list[tuple[object, ...]]:
     return rows
 
 
+# Column names of the rows built below, in order (the keys of project_batch's JSON rows).
+ARCHIVE_COLUMNS = ("event_offset", "event_id", "event_type", "command_id", "epoch",
+                   "schema_version", "applied", "occurred_at", "payload")  # fmt: skip
+CARD_COLUMNS = ("uid", "registry", "space", "name", "version", "major", "minor", "patch",
+                "pre_key", "card_type", "tags", "description", "metadata", "attributes", "status",
+                "created_at", "command_id", "actor", "event_offset", "artifacts")  # fmt: skip
+OUTCOME_COLUMNS = ("command_id", "status", "uid", "version", "error_code", "reason", "registry",
+                   "space", "name", "command_offset", "event_offset", "decided_at")  # fmt: skip
+
+
+def _json_rows(columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+    """Rows as one JSON array of objects, for json_populate_recordset (orjson writes UUIDs and
+    aware datetimes in forms Postgres reads back exactly; jsonb values nest as JSON)."""
+    rows_json = [dict(zip(columns, r, strict=True)) for r in rows]
+    return orjson.dumps(rows_json, option=orjson.OPT_NAIVE_UTC).decode()
+
+
 async def project(
     conn: asyncpg.Connection,
     *,
@@ -116,49 +140,45 @@ async def project(
     fenced). Raises Fenced when a newer sequencer has claimed the registry.
 
     `fresh_decisions`: the events were just decided for commands the caller already checked
-    have no outcome (the live batch loop), so the duplicate check below can be skipped."""
-    async with conn.transaction():
-        row = await conn.fetchrow(Q["lock_tracking"], tracking_name)
-        if row is None:
-            raise RuntimeError(f"no tracking row {tracking_name!r}: claim an epoch first")
-        if epoch is not None and row["claimed_epoch"] != epoch:
-            raise Fenced(f"epoch {epoch} was superseded by {row['claimed_epoch']}")
+    have no outcome (the live batch loop), so the duplicate check below can be skipped.
 
-        archive: list[tuple[object, ...]] = []
-        cards: list[tuple[object, ...]] = []
-        outcomes: list[tuple[object, ...]] = []
-        lineage: list[tuple[object, ...]] = []
-        metrics: list[tuple[object, ...]] = []
-        stored: list[tuple[object, ...]] = []
-        rewritten: dict[object, CardRecord] = {}
-        max_epoch, max_offset, max_cmd = row["max_epoch"], row["event_offset"], command_offset
-        notify: list[str] = []
-        # A producer retry can leave the same decision twice in the log (no idempotent producer
-        # on the test broker): the first copy of a command's outcome wins, later copies are
-        # archived as not applied - the same rule for catch-up and replay. The live worker
-        # de-duplicated its commands against these outcomes before deciding.
-        decided: set[object] = set()
-        if not fresh_decisions:
-            decided = {
-                r["command_id"]
-                for r in await conn.fetch(
-                    Q["known_outcomes"],
-                    list({i.event.command_id for i in events if _has_outcome(i.event)}),
-                )
-            }
+    The archive, new cards, outcomes, tracking and NOTIFY go in ONE statement
+    (`project_batch`); a live batch of registrations and rejections is therefore one round trip
+    and one (implicit) transaction. Updates, deletes, artifacts, lineage and metrics add
+    statements, and then the whole batch runs in an explicit transaction."""
+    archive: list[tuple[object, ...]] = []
+    cards: list[tuple[object, ...]] = []
+    outcomes: list[tuple[object, ...]] = []
+    lineage: list[tuple[object, ...]] = []
+    metrics: list[tuple[object, ...]] = []
+    stored: list[tuple[object, ...]] = []
+    rewritten: dict[object, CardRecord] = {}
+    max_epoch, max_offset, max_cmd = 0, -1, command_offset
+    notify: list[str] = []
+
+    def rows(decided: set[object]) -> None:
+        nonlocal max_epoch, max_offset, max_cmd
         for item in events:
             ev = item.event
-            if item.applied and _has_outcome(ev):
+            applied = item.applied
+            # A producer retry can leave the same decision twice in the log (no idempotent
+            # producer on the test broker): the first copy of a command's outcome wins, later
+            # copies are archived as not applied - the same rule for catch-up and replay. The
+            # live worker de-duplicated its commands against these outcomes before deciding.
+            if applied and _has_outcome(ev):
                 if ev.command_id in decided:
-                    item = LoggedEvent(item.offset, ev, False)
+                    applied = False
                 else:
                     decided.add(ev.command_id)
+            payload = item.payload
+            if payload is None:
+                payload = orjson.dumps(ev.model_dump(mode="json")).decode()
             archive.append(
                 (item.offset, ev.event_id, ev.type, ev.command_id, ev.epoch, ev.schema_version,
-                 item.applied, ev.occurred_at, orjson.dumps(ev.model_dump(mode="json")).decode())
+                 applied, ev.occurred_at, orjson.Fragment(payload))
             )  # fmt: skip
             max_offset = max(max_offset, item.offset)
-            if not item.applied:
+            if not applied:
                 continue
             max_epoch = max(max_epoch, ev.epoch)
             if ev.command_offset is not None:
@@ -174,10 +194,34 @@ async def project(
             if out is not None:
                 outcomes.append(out)
                 notify.append(str(ev.command_id))
-        if archive:
-            await conn.executemany(Q["insert_event"], archive)
-        if cards:
-            await conn.executemany(Q["insert_card"], cards)
+
+    async def write() -> None:
+        chunks = [
+            ",".join(notify[i : i + NOTIFY_CHUNK]) for i in range(0, len(notify), NOTIFY_CHUNK)
+        ]
+        row = await conn.fetchrow(
+            Q["project_batch"],
+            tracking_name, max_cmd, max_offset, max_epoch, epoch,
+            _json_rows(ARCHIVE_COLUMNS, archive), _json_rows(CARD_COLUMNS, cards),
+            _json_rows(OUTCOME_COLUMNS, outcomes), chunks,
+        )  # fmt: skip
+        if not row["ok"]:
+            current = await get_tracking(conn, tracking_name)
+            if current is None:
+                raise RuntimeError(f"no tracking row {tracking_name!r}: claim an epoch first")
+            raise Fenced(f"epoch {epoch} was superseded by {current.claimed_epoch}")
+
+    if fresh_decisions:
+        rows(set())
+        if not (rewritten or stored or lineage or metrics):
+            await write()  # one statement: its own transaction
+            return
+    async with conn.transaction():
+        if not fresh_decisions:
+            ids = list({i.event.command_id for i in events if _has_outcome(i.event)})
+            decided = {r["command_id"] for r in await conn.fetch(Q["known_outcomes"], ids)}
+            rows(decided)
+        await write()
         if rewritten:
             # after the inserts: a card registered and updated in one batch ends up updated
             await conn.executemany(
@@ -206,14 +250,6 @@ async def project(
             await conn.executemany(Q["insert_lineage"], lineage)
         if metrics:
             await conn.executemany(Q["insert_metric"], metrics)
-        if outcomes:
-            await conn.executemany(Q["insert_outcome"], outcomes)
-        await conn.execute(Q["update_tracking"], tracking_name, max_cmd, max_offset, max_epoch)
-        if notify:
-            chunks = [
-                ",".join(notify[i : i + NOTIFY_CHUNK]) for i in range(0, len(notify), NOTIFY_CHUNK)
-            ]
-            await conn.execute(Q["notify_outcomes"], chunks)
 
 
 def _has_outcome(event: Event) -> bool:

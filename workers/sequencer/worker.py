@@ -358,15 +358,18 @@ class Sequencer:
         )
 
         if events:
+            # Each event is serialised once: the same JSON goes to Kafka and to the archive.
+            payloads = [encode(ev) for ev in events]
             futures = [
                 await self.producer.send(
-                    self.s.events_topic, encode(ev), key=_event_key(ev), partition=0
+                    self.s.events_topic, payload, key=_event_key(ev), partition=0
                 )
-                for ev in events
+                for ev, payload in zip(events, payloads, strict=True)
             ]
             metadata = await asyncio.gather(*futures)
             logged = [
-                LoggedEvent(md.offset, ev, True) for md, ev in zip(metadata, events, strict=True)
+                LoggedEvent(md.offset, ev, True, payload.decode())
+                for md, ev, payload in zip(metadata, events, payloads, strict=True)
             ]
         else:
             logged = []

@@ -18,6 +18,53 @@ SET command_offset = GREATEST(command_offset, $2), event_offset = GREATEST(event
     max_epoch = GREATEST(max_epoch, $4), updated_at = now()
 WHERE name = $1;
 
+-- name: project_batch
+-- The whole common part of a batch in ONE statement (one round trip, and its own transaction
+-- when no other statement is needed): the fenced tracking update, the event archive, the new
+-- cards, the outcomes and the NOTIFYs. Rows arrive as one JSON array per table (orjson on the
+-- client, json_populate_recordset here: no per-row execute, no per-value encoding in Python).
+-- Every insert is conditioned on the tracking update having matched: if another sequencer
+-- claimed a newer epoch ($5), nothing is written and `ok` is false. The UPDATE takes the
+-- tracking row's lock, which claim_epoch needs too, so a concurrent claim waits or fences us.
+WITH t AS (
+    UPDATE tracking
+    SET command_offset = GREATEST(command_offset, $2), event_offset = GREATEST(event_offset, $3),
+        max_epoch = GREATEST(max_epoch, $4), updated_at = now()
+    WHERE name = $1 AND ($5::integer IS NULL OR claimed_epoch = $5::integer)
+    RETURNING 1
+), ev AS (
+    INSERT INTO event_log
+        (event_offset, event_id, event_type, command_id, epoch, schema_version, applied,
+         occurred_at, payload)
+    SELECT r.event_offset, r.event_id, r.event_type, r.command_id, r.epoch, r.schema_version,
+           r.applied, r.occurred_at, r.payload
+    FROM json_populate_recordset(NULL::event_log, $6::json) AS r
+    WHERE EXISTS (SELECT 1 FROM t)
+), c AS (
+    INSERT INTO cards
+        (uid, registry, space, name, version, major, minor, patch, pre_key, card_type, tags,
+         description, metadata, attributes, status, created_at, command_id, actor, event_offset,
+         artifacts)
+    SELECT r.uid, r.registry, r.space, r.name, r.version, r.major, r.minor, r.patch, r.pre_key,
+           r.card_type, r.tags, r.description, r.metadata, r.attributes, r.status, r.created_at,
+           r.command_id, r.actor, r.event_offset, r.artifacts
+    FROM json_populate_recordset(NULL::cards, $7::json) AS r
+    WHERE EXISTS (SELECT 1 FROM t)
+), o AS (
+    INSERT INTO command_outcomes
+        (command_id, status, uid, version, error_code, reason, registry, space, name,
+         command_offset, event_offset, decided_at)
+    SELECT r.command_id, r.status, r.uid, r.version, r.error_code, r.reason, r.registry, r.space,
+           r.name, r.command_offset, r.event_offset, r.decided_at
+    FROM json_populate_recordset(NULL::command_outcomes, $8::json) AS r
+    WHERE EXISTS (SELECT 1 FROM t)
+    ON CONFLICT (command_id) DO NOTHING
+), n AS (
+    SELECT pg_notify('opsml_outcomes', chunk) FROM unnest($9::text[]) AS chunk
+    WHERE EXISTS (SELECT 1 FROM t)
+)
+SELECT EXISTS (SELECT 1 FROM t) AS ok, (SELECT count(*) FROM n) AS notified;
+
 -- name: insert_event
 INSERT INTO event_log
     (event_offset, event_id, event_type, command_id, epoch, schema_version, applied, occurred_at,
