@@ -105,7 +105,9 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
             InvalidCommand(f"a command must be a JSON object, got {type(data).__name__}"), None
         )
     cid = _salvage_uuid(data.get("command_id"))
-    nul = _nul_at(data)
+    # orjson refuses raw control characters inside strings, so a decoded U+0000 can only come
+    # from the escape `\u0000`: without one in the bytes, there is nothing to look for.
+    nul = _nul_at(data) if b"\\u0000" in raw else None
     if nul is not None:
         return UndecodableCommand(
             InvalidCommand(
