@@ -17,7 +17,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from client import AsyncCardRegistry, RunCard, subscribe
-from registry_core.auth import GRANT_HEADER, SIGNATURE_HEADER, split_token
+from registry_core.auth import GRANT_HEADER, SIGNATURE_HEADER, sign, split_token
 from registry_core.domain.errors import Forbidden, Unauthenticated
 from tests.conftest import Stack, running
 from tests.integration.helpers import COMMANDS, dumps, fetch
@@ -147,49 +147,40 @@ async def test_tokens_scopes_spaces_and_signed_commands(
 
         # straight to Kafka, bypassing the API: unsigned, forged and tampered commands are
         # rejected by the worker with the reason; a real signature on other bytes is not enough
-        from registry_core.auth import sign
-
-        cases: dict[str, tuple[bytes, list[tuple[str, bytes]]]] = {}
-        body = dumps(command(space="team-a", name="direct"))
-        cases["unsigned"] = (body, [])
-        other_key = hashlib.sha256(b"guess").hexdigest()
-        forged = dumps(command(space="team-a", name="direct"))
-        cases["forged signature"] = (
-            forged,
-            [(GRANT_HEADER, grant.encode()), (SIGNATURE_HEADER, sign(other_key, forged).encode())],
-        )
-        signed_elsewhere = dumps(command(space="team-a", name="direct"))
-        tampered = dumps(command(space="team-b", name="direct"))
-        cases["tampered"] = (
-            tampered,
-            [
+        def headers(signed_bytes: bytes, key: str = signing_key) -> list[tuple[str, bytes]]:
+            return [
                 (GRANT_HEADER, grant.encode()),
-                (SIGNATURE_HEADER, sign(signing_key, signed_elsewhere).encode()),
-            ],
-        )
+                (SIGNATURE_HEADER, sign(key, signed_bytes).encode()),
+            ]
 
-        async def outcome(cid: str) -> dict[str, object]:
+        async def direct(value: bytes, hdrs: list[tuple[str, bytes]]) -> dict[str, object]:
+            """Publish raw, then read the outcome with the admin token."""
+            await _publish(kafka, value, hdrs)
             async with httpx.AsyncClient(
                 base_url=url, headers={"Authorization": f"Bearer {admin}"}, timeout=30
             ) as http:
-                resp = await http.get(f"/api/v1/commands/{cid}", params={"wait": 20})
+                resp = await http.get(
+                    f"/api/v1/commands/{orjson.loads(value)['command_id']}", params={"wait": 20}
+                )
                 return dict(resp.json())
 
-        for case, (value, headers) in cases.items():
-            await _publish(kafka, value, headers)
-            cid = orjson.loads(value)["command_id"]
-            got = await outcome(cid)
+        def fresh(space: str = "team-a") -> bytes:
+            return dumps(command(space=space, name="direct"))
+
+        forged, tampered = fresh(), fresh("team-b")
+        cases = {
+            "unsigned": (fresh(), []),
+            "forged signature": (forged, headers(forged, hashlib.sha256(b"guess").hexdigest())),
+            "tampered": (tampered, headers(fresh())),
+        }
+        for case, (value, hdrs) in cases.items():
+            got = await direct(value, hdrs)
             assert got["status"] == "rejected", case
             assert got["error_code"] == "unauthenticated", (case, got)
 
         # a correctly signed direct command is accepted ...
-        good = dumps(command(space="team-a", name="direct"))
-        await _publish(
-            kafka,
-            good,
-            [(GRANT_HEADER, grant.encode()), (SIGNATURE_HEADER, sign(signing_key, good).encode())],
-        )
-        got = await outcome(orjson.loads(good)["command_id"])
+        good = fresh()
+        got = await direct(good, headers(good))
         assert got["status"] == "registered", got
 
         # ... until the token is revoked: then the API refuses it and the worker rejects the
@@ -204,13 +195,8 @@ async def test_tokens_scopes_spaces_and_signed_commands(
             base_url=url, headers={"Authorization": f"Bearer {team_a}"}
         ) as revoked:
             assert (await revoked.get("/api/v1/config")).status_code == 401
-        late = dumps(command(space="team-a", name="direct"))
-        await _publish(
-            kafka,
-            late,
-            [(GRANT_HEADER, grant.encode()), (SIGNATURE_HEADER, sign(signing_key, late).encode())],
-        )
-        got = await outcome(orjson.loads(late)["command_id"])
+        late = fresh()
+        got = await direct(late, headers(late))
         assert got["status"] == "rejected" and "revoked" in str(got["reason"]), got
         with pytest.raises(Unauthenticated):
             async with AsyncCardRegistry("run", tracking_uri=f"http://{team_a}@{host}") as rw:
