@@ -7,6 +7,7 @@ import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import UUID
 
 import asyncpg
 import orjson
@@ -124,7 +125,15 @@ def _json_rows(columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
     """Rows as one JSON array of objects, for json_populate_recordset (orjson writes UUIDs and
     aware datetimes in forms Postgres reads back exactly; jsonb values nest as JSON)."""
     rows_json = [dict(zip(columns, r, strict=True)) for r in rows]
-    return orjson.dumps(rows_json, option=orjson.OPT_NAIVE_UTC).decode()
+    return orjson.dumps(rows_json, default=_uuid_text, option=orjson.OPT_NAIVE_UTC).decode()
+
+
+def _uuid_text(value: object) -> str:
+    # asyncpg's own UUID type (records loaded from the database, e.g. an update's target) is
+    # a uuid.UUID subclass orjson does not serialise natively.
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"cannot project a value of type {type(value).__name__}")
 
 
 async def project(
