@@ -10,13 +10,15 @@ import signal
 import sys
 import time
 import traceback
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
 from bench import charts, results
 from bench.config import FULL, QUICK, WORK
-from bench.systems import SYSTEMS
-from bench.util import Unavailable, log, sql
+from bench.runner import close_pool, pool_pids, warm_pool
+from bench.systems import SYSTEMS, System
+from bench.util import CpuMeter, Unavailable, ensure_venv, log, settle, sql
 from bench.workloads import WORKLOADS, w6_artifact
 from bench.workloads.base import PendingFeature, RunContext
 
@@ -54,6 +56,69 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def bring_up(
+    systems: dict[str, System],
+    up: dict[str, bool],
+    doc: dict[str, Any],
+    charts_venv: bool,
+    drivers: int,
+) -> set[str]:
+    """prepare() (install its venv on a first run) and start() every system in parallel threads;
+    returns the keys that could not be brought up (their status says why)."""
+    failed: set[str] = set()
+
+    def one(key: str) -> None:
+        system = systems[key]
+        entry: dict[str, Any] = {"label": system.label, "status": "ok"}
+        doc["systems"][key] = entry
+        try:
+            t = time.perf_counter()
+            system.prepare()
+            entry["prepare_s"] = round(time.perf_counter() - t, 1)  # incl. a first install
+            t = time.perf_counter()
+            up[key] = True  # from here on stop() must run, even if start() fails half-way
+            system.start()
+            entry["start_s"] = round(time.perf_counter() - t, 1)
+            if system.driver:  # W2's client processes, imports paid now rather than in W1-W3
+                warm_pool(system, drivers)
+            log(f"{key}: up (prepare {entry['prepare_s']} s, start {entry['start_s']} s)")
+        except Unavailable as exc:
+            failed.add(key)
+            entry.update(status="unavailable", reason=str(exc)[:1500])
+            log(f"{key}: UNAVAILABLE: {exc}")
+        except Exception as exc:
+            traceback.print_exc()
+            failed.add(key)
+            entry.update(status="failed", reason=f"{type(exc).__name__}: {exc}"[:1500])
+
+    def tools() -> None:  # the charts' matplotlib venv, installed on a first run
+        try:
+            ensure_venv("tools", list(charts.REQUIREMENTS))
+        except Unavailable as exc:
+            log(f"charts venv: {exc}")
+
+    with ThreadPoolExecutor(max_workers=len(systems) + 1) as pool:
+        jobs = [pool.submit(one, key) for key in systems]
+        if charts_venv:
+            jobs.append(pool.submit(tools))
+        for job in jobs:
+            job.result()
+    return failed
+
+
+def stop_one(key: str, system: System, up: dict[str, bool]) -> None:
+    close_pool(system)
+    if up.get(key) or system.procs:
+        up[key] = False
+        log(f"{key}: stopping")
+        try:
+            system.stop()
+        except Exception as exc:
+            log(f"{key}: stop failed: {exc}")
+        system.procs.clear()
+    shutil.rmtree(system.workdir, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     # SIGTERM (CI timeouts, `timeout`) must still stop every server and drop its database
@@ -82,49 +147,59 @@ def main(argv: list[str] | None = None) -> int:
     }
     log(f"run {run_id}: {scale.name} ({scale.note}); systems {wanted}; workloads {only}")
     t_all = time.perf_counter()
-    for key in wanted:
-        system = SYSTEMS[key](run_id)
-        entry: dict[str, Any] = {"label": system.label, "status": "ok"}
-        doc["systems"][key] = entry
-        started = False
-        try:
-            log(f"{key}: preparing")
-            system.prepare()
-            log(f"{key}: starting")
-            t = time.perf_counter()
-            system.start()
-            started = True
-            entry["start_s"] = round(time.perf_counter() - t, 1)
-            for w in only:
-                log(f"{key}: {w}")
-                t = time.perf_counter()
-                load_before = round(os.getloadavg()[0], 2)
-                try:
-                    res = WORKLOADS[w].run(system, ctx)
-                    res["wall_s"] = round(time.perf_counter() - t, 1)
-                    res["loadavg_1m_before"] = load_before
-                except PendingFeature as exc:
-                    res = {"status": str(exc)}
-                except Exception as exc:
-                    traceback.print_exc()
-                    res = {"status": f"failed: {type(exc).__name__}: {exc}"[:600]}
-                doc["workloads"][w]["results"][key] = res
-                log(f"{key}: {w} -> {results.one_line(w, res)}")
-        except Unavailable as exc:
-            entry.update(status="unavailable", reason=str(exc)[:1500])
-            log(f"{key}: UNAVAILABLE: {exc}")
-        except Exception as exc:
-            traceback.print_exc()
-            entry.update(status="failed", reason=f"{type(exc).__name__}: {exc}"[:1500])
-        finally:
-            entry.update(info=system.info, notes=system.notes)
-            if started or system.procs:
-                log(f"{key}: stopping")
-                try:
-                    system.stop()
-                except Exception as exc:
-                    log(f"{key}: stop failed: {exc}")
-            shutil.rmtree(system.workdir, ignore_errors=True)
+    systems = {key: SYSTEMS[key](run_id) for key in wanted}
+    up = {key: False for key in wanted}
+    try:
+        # Every system is installed (first run: its venv) and started at once, in threads: the
+        # peers' start-up (imports, migrations) overlaps instead of adding up. Workloads then run
+        # one system at a time; each system is stopped as soon as its workloads are done, and
+        # ours (whose worker polls the broker while idle) runs first.
+        failed = bring_up(
+            systems,
+            up,
+            doc,
+            charts_venv=not args.no_charts,
+            drivers=scale.w2_procs if any(w in only for w in ("W1", "W2", "W3", "W6")) else 0,
+        )
+        # Up is not idle: MLflow's job consumers and the drivers still import. Workloads start
+        # once every started process is quiet, so that nobody's start-up lands in a measurement.
+        pids = [p for k, o in systems.items() if up[k] for p in o.server_pids() + pool_pids(o)]
+        doc["settle_s"] = round(settle(pids), 1)
+        doc["setup_s"] = round(time.perf_counter() - t_all, 1)
+        log(f"all systems up in {doc['setup_s']} s")
+        for key in wanted:
+            system = systems[key]
+            entry = doc["systems"][key]
+            # the other systems still up sit idle meanwhile: their CPU is recorded
+            others = CpuMeter(
+                [p for k, o in systems.items() if k != key and up[k] for p in o.server_pids()]
+            ).start()
+            try:
+                if key in failed:
+                    continue
+                for w in only:
+                    log(f"{key}: {w}")
+                    t = time.perf_counter()
+                    load_before = round(os.getloadavg()[0], 2)
+                    try:
+                        res = WORKLOADS[w].run(system, ctx)
+                        res["wall_s"] = round(time.perf_counter() - t, 1)
+                        res["loadavg_1m_before"] = load_before
+                    except PendingFeature as exc:
+                        res = {"status": str(exc)}
+                    except Exception as exc:
+                        traceback.print_exc()
+                        res = {"status": f"failed: {type(exc).__name__}: {exc}"[:600]}
+                    doc["workloads"][w]["results"][key] = res
+                    log(f"{key}: {w} -> {results.one_line(w, res)}")
+            finally:
+                entry["others_idle_server_cpu_s"] = others.stop()["server_cpu_s"]
+                entry.update(info=system.info, notes=system.notes)
+                stop_one(key, system, up)
+    finally:
+        for key, system in systems.items():  # an interrupted run still stops everything
+            stop_one(key, system, up)
+    doc["run_s"] = round(time.perf_counter() - t_all - doc.get("setup_s", 0.0), 1)
     w6_artifact.cleanup(ctx)
     doc["elapsed_s"] = round(time.perf_counter() - t_all, 1)
     doc["summary"] = results.summary_rows(doc)

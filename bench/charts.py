@@ -9,10 +9,12 @@ from pathlib import Path
 from bench.config import BENCH, RESULTS
 from bench.util import Unavailable, ensure_venv, log
 
+REQUIREMENTS = ("matplotlib>=3.7",)
+
 
 def render(results_path: Path) -> None:
     try:
-        py = ensure_venv("tools", ["matplotlib>=3.7"])
+        py = ensure_venv("tools", list(REQUIREMENTS))
     except Unavailable as exc:
         log(f"charts skipped: matplotlib unavailable ({exc})")
         return

@@ -33,6 +33,8 @@ class Scale:
     w4_sizes: tuple[int, ...]
     w4_requests: int  # per read op and size
     peer_deadline_s: float  # a peer's registration phase stops issuing new work after this
+    w4_op_budget_s: float = 10.0  # W4: stop timing one read op (per size) after this
+    w4_warmup: int = 20  # W4: untimed requests per op and size
     w5_events: int = 100_000  # CardRegistered events in W5's event log (plus the epoch markers)
     w6_mb: int = 50  # W6 artifact size
     w6_reps: int = 3  # W6 registrations (distinct random content each, so nothing is deduped)
@@ -42,29 +44,35 @@ class Scale:
 
 QUICK = Scale(
     name="quick",
-    note="counts scaled to 1/5 of the full workloads (W4 at 1k/100k versions, W5 at 100k events)",
-    w1_cards=200,
+    note=(
+        "counts scaled to 1/10 of the full workloads (W4 at 1k/100k versions, W5 at 20k events,"
+        " 50 reads per op, peers' time budget 4 s)"
+    ),
+    w1_cards=100,
     w1_names=10,
-    w2_cards=800,
+    w2_cards=400,
     w2_procs=8,
-    w3_cards=4000,
+    w3_cards=2000,
     w4_sizes=(1_000, 100_000),
-    w4_requests=100,
-    peer_deadline_s=10.0,
-    w5_events=100_000,
+    w4_requests=50,
+    peer_deadline_s=4.0,
+    w4_op_budget_s=2.0,
+    w4_warmup=5,
+    w5_events=20_000,
     w6_reps=3,
 )
 FULL = Scale(
     name="full",
-    note="full workloads",
+    note="full workloads (W4 at 1k/100k/1M versions, W5 at 1M events)",
     w1_cards=1000,
     w1_names=10,
     w2_cards=4000,
     w2_procs=8,
     w3_cards=20_000,
-    w4_sizes=(100_000, 1_000_000),
+    w4_sizes=(1_000, 100_000, 1_000_000),
     w4_requests=1000,
     peer_deadline_s=120.0,
+    w4_op_budget_s=120.0,
     w5_events=1_000_000,
     w6_reps=5,
 )

@@ -171,7 +171,10 @@ def summary_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
             _row(doc, "W5", "replay events/s", "higher", ("replay_events_per_s",)),
             _row(doc, "W5", "replay + verify total s", "lower", ("replay_total_s_incl_verify",)),
             _row(
-                doc, "W5", "live projection (worker catch-up) events/s", "higher",
+                doc,
+                "W5",
+                "live projection (worker catch-up) events/s",
+                "higher",
                 ("live_projection_events_per_s",),
             ),
             _row(doc, "W5", "worker start-up s, long log", "lower", ("worker_startup_s_long_log",)),
@@ -234,6 +237,19 @@ def _ratio(row: dict[str, Any], peer: str) -> str:
     return f"{a / b:.3g}"
 
 
+def _split(doc: dict[str, Any]) -> str:
+    """' (set-up ...; workloads ...)': installs and start-ups apart from the measured part."""
+    if "setup_s" not in doc:
+        return ""
+    prep = {k: s.get("prepare_s") for k, s in doc["systems"].items() if s.get("prepare_s")}
+    installs = ", ".join(f"{k} {v} s" for k, v in prep.items() if v >= 5)
+    return (
+        f" (set-up {doc['setup_s']} s: every system installed and started in parallel"
+        + (f"; of it, venv installs/imports: {installs}" if installs else "")
+        + f"; workloads and stops {doc.get('run_s')} s)"
+    )
+
+
 def markdown_summary(doc: dict[str, Any]) -> str:
     keys = list(doc["systems"])
     peers = [p for p in PEER_ORDER if p in keys]
@@ -241,7 +257,8 @@ def markdown_summary(doc: dict[str, Any]) -> str:
     lines = [
         f"Run `{doc['run_id']}` ({doc['mode']}: {doc['scale_note']}), {doc['date']}; "
         f"{m['cpu_count']} CPUs, Python {m['python']}, {m['postgres']}, {m['platform']}. "
-        f"Whole run {doc.get('elapsed_s')} s. Raw numbers: `bench/results/{doc['run_id']}.json`.",
+        f"Whole run {doc.get('elapsed_s')} s{_split(doc)}."
+        f" Raw numbers: `bench/results/{doc['run_id']}.json`.",
         "",
         "| workload | metric | "
         + "".join(f"{k} | " for k in keys)

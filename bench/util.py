@@ -270,6 +270,7 @@ def spawn(
     log_path: Path,
     cwd: Path | None = None,
     stdout_pipe: bool = False,
+    stdin_pipe: bool = False,
 ) -> subprocess.Popen[bytes]:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     out = open(log_path, "ab")
@@ -279,12 +280,40 @@ def spawn(
             env={**os.environ, **(env or {})},
             stdout=subprocess.PIPE if stdout_pipe else out,
             stderr=out,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
             cwd=cwd,
             start_new_session=True,
         )
     finally:
         out.close()
+
+
+def stop_groups(procs: Sequence[subprocess.Popen[bytes]], timeout: float = 5.0) -> None:
+    """SIGTERM every process group at once, then wait for all (SIGKILL after `timeout`)."""
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+    deadline = time.monotonic() + timeout
+    for proc in procs:
+        stop_group(proc, timeout=max(0.1, deadline - time.monotonic()))
+
+
+def settle(
+    pids: list[int], *, quiet_cpu_s: float = 0.1, window: float = 1.0, limit: float = 90
+) -> float:
+    """Wait until the processes (and their children) use less than `quiet_cpu_s` CPU seconds per
+    `window` (a server's background start-up, e.g. MLflow's huey consumers importing, goes on
+    after its health check answers); returns the seconds waited."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        meter = CpuMeter(pids).start()
+        time.sleep(window)
+        if meter.stop()["server_cpu_s"] < quiet_cpu_s:
+            break
+    return time.perf_counter() - t0
 
 
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
@@ -308,9 +337,11 @@ def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
         pass
 
 
-def probe_version(python: Path, code: str, what: str) -> str:
-    """Run `code` in a peer's venv (it prints a version); Unavailable if the peer won't import."""
+def probe_version(python: Path, package: str) -> str:
+    """The installed version of `package` in a peer's venv, from its metadata (importing MLflow
+    just to print its version costs ~2 s of CPU; the server start shows that it imports)."""
+    code = f"import importlib.metadata as m; print(m.version({package!r}))"
     out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
     if out.returncode != 0:
-        raise Unavailable(f"{what} does not import: {out.stderr[-400:]}")
+        raise Unavailable(f"{package} is not installed in its venv: {out.stderr[-400:]}")
     return out.stdout.strip()

@@ -4,11 +4,17 @@ system's own virtual environment).
 Protocol: `python <driver>.py JOB.json RESULT.json GO` - read the job, prepare (imports,
 connections, warm-up), touch JOB.json.ready, wait for the GO file to appear (so that all
 processes of a workload start together), run, write the result as JSON.
+
+`python <driver>.py --serve DIR`: the same for job after job (the harness writes n to the
+driver's stdin for DIR/job-<n>.json; results DIR/res-<n>.json; the GO path is the job's `_go`),
+so that one process, whose imports (MLflow's take ~2 s of CPU) are paid once, serves every
+workload of a run. It exits at the end of its stdin.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -116,15 +122,45 @@ def execute_peer(
     raise SystemExit(f"unknown op {job['op']}")
 
 
-def main(prepare: Callable[[dict], Any], execute: Callable[[Any, dict], dict]) -> None:
-    job_path, result_path, go_path = (Path(a) for a in sys.argv[1:4])
-    job = json.loads(job_path.read_text())
-    ctx = prepare(job)
-    Path(str(job_path) + ".ready").touch()
+def _wait_go(go_path: Path) -> None:
     deadline = time.monotonic() + 600
     while not go_path.exists():
         if time.monotonic() > deadline:
             raise SystemExit("no GO signal within 600 s")
         time.sleep(0.001)
+
+
+def _write(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)  # the harness never reads a half-written result
+
+
+def serve(d: Path, prepare: Callable[[dict], Any], execute: Callable[[Any, dict], dict]) -> None:
+    """Block on stdin (no CPU while idle) for the next job's number; EOF (the harness closed the
+    pipe, or is gone) ends the process."""
+    for line in sys.stdin:
+        n = int(line)
+        job_path = d / f"job-{n}.json"
+        job = json.loads(job_path.read_text())
+        ctx = prepare(job)
+        Path(str(job_path) + ".ready").touch()
+        _wait_go(Path(job["_go"]))
+        result = execute(ctx, job)
+        close = getattr(ctx, "close", None)
+        if callable(close):
+            close()
+        _write(d / f"res-{n}.json", result)
+
+
+def main(prepare: Callable[[dict], Any], execute: Callable[[Any, dict], dict]) -> None:
+    if sys.argv[1] == "--serve":
+        serve(Path(sys.argv[2]), prepare, execute)
+        return
+    job_path, result_path, go_path = (Path(a) for a in sys.argv[1:4])
+    job = json.loads(job_path.read_text())
+    ctx = prepare(job)
+    Path(str(job_path) + ".ready").touch()
+    _wait_go(go_path)
     result = execute(ctx, job)
     result_path.write_text(json.dumps(result))

@@ -26,6 +26,9 @@ class Ctx:
     def run(self, coro: Any) -> Any:
         return self.loop.run_until_complete(coro)
 
+    def close(self) -> None:  # a persistent driver (--serve) runs the next job with a new Ctx
+        self.loop.close()
+
     def register_one(self, name: str) -> str:
         card = self.run(self.reg.register_card(RunCard(space=self.space, name=name)))
         return str(card.version)
