@@ -274,3 +274,38 @@ async def test_republish_restores_a_broker_that_lost_its_data(
     finally:
         stack.stop()
         procs.stop(broker)
+
+
+async def test_an_unacknowledged_copy_of_an_event_in_the_log_is_projected_as_replay_sees_it(
+    database_url: str, kafka: str, tmp_path: Path
+) -> None:
+    """A produce retried across a broker failure leaves an unacknowledged first copy of an event
+    before the acknowledged one (bug 15 in docs/reliability.md; simulated by the fault hook
+    `duplicate-publish`). The live projection archives both copies and points the card at the
+    first, as a replay from the log does: replay equals live."""
+    stack = Stack(database_url, kafka, tmp_path)
+    try:
+        stack.start_worker(OPSML_FAULT_INJECT="duplicate-publish")
+        stack.start_api()
+        await stack.wait_active()
+        async with AsyncCardRegistry("run", tracking_uri=stack.url) as reg:
+            cards = [await reg.register_card(RunCard(space="dup", name="n")) for _ in range(3)]
+        assert [c.version for c in cards] == ["1.0.0", "1.1.0", "1.2.0"]
+        log = await read_topic(stack.bootstrap, EVENTS)
+        first_copy = {}
+        for e in log:
+            if e.get("type") == "card_registered":
+                first_copy.setdefault(e["command_id"], e["_offset"])
+        archived = await fetch(
+            database_url,
+            "SELECT event_offset, applied FROM event_log WHERE event_type = 'card_registered'"
+            " ORDER BY event_offset",
+        )
+        # two copies of each registration in the log and in the archive, the first applied
+        assert len(archived) == 6 and [r["applied"] for r in archived] == [True, False] * 3
+        stored = await fetch(database_url, "SELECT command_id, event_offset FROM cards")
+        assert {str(r["command_id"]): r["event_offset"] for r in stored} == first_copy
+        result = await replay(_settings(stack), verify_only=True)
+        assert result.identical, [d.describe() for d in result.diffs if not d.equal]
+    finally:
+        stack.stop()

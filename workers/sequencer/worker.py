@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import os
 import signal
+import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -101,6 +102,8 @@ class Sequencer:
             s3_region=settings.s3_region,
         )
         self._cleanup: set[asyncio.Task[None]] = set()
+        # The offset the next event this sequencer publishes should get (after its marker).
+        self.next_event_offset = -1
         # Access control (docs/security.md): raises at start for an unsafe configuration.
         key = settings.grant_key_bytes() if settings.auth_required() else None
         self.authz = CommandAuthorizer(key, settings.token_cache_seconds) if key else None
@@ -198,6 +201,7 @@ class Sequencer:
         md = await self.producer.send_and_wait(self.s.events_topic, encode(marker), partition=0)
         await self._catch_up(tracking.event_offset + 1, md.offset, tracking.max_epoch)
         log.info("caught up", marker_offset=md.offset)
+        self.next_event_offset = md.offset + 1
 
     async def _refuse_if_log_lost(self) -> None:
         """Stop before claiming an epoch when the events topic ends below the tracked offset: a
@@ -360,6 +364,13 @@ class Sequencer:
         if events:
             # Each event is serialised once: the same JSON goes to Kafka and to the archive.
             payloads = [encode(ev) for ev in events]
+            if self.fault == "duplicate-publish":
+                # what a produce retried across a broker failure leaves: an unacknowledged
+                # first copy of an event before the acknowledged one
+                log.warning("fault injection: an extra copy of the batch's first event")
+                await self.producer.send_and_wait(
+                    self.s.events_topic, payloads[0], key=_event_key(events[0]), partition=0
+                )
             futures = [
                 await self.producer.send(
                     self.s.events_topic, payload, key=_event_key(ev), partition=0
@@ -371,8 +382,9 @@ class Sequencer:
                 LoggedEvent(md.offset, ev, True, payload.decode())
                 for md, ev, payload in zip(metadata, events, payloads, strict=True)
             ]
+            logged, copies = await self._with_unacknowledged_copies(logged)
         else:
-            logged = []
+            logged, copies = [], False
         if self.fault == "after-publish" and events:
             log.warning("fault injection: SIGKILL after publishing, before projecting")
             os.kill(os.getpid(), signal.SIGKILL)
@@ -382,7 +394,9 @@ class Sequencer:
             epoch=self.epoch,
             events=sorted(logged, key=lambda e: e.offset),
             command_offset=records[-1].offset,
-            fresh_decisions=True,  # checked against command_outcomes at the top of the batch
+            # the batch's own decisions were checked against command_outcomes at the top of the
+            # batch; records found in the log besides them are checked by project()
+            fresh_decisions=not copies,
         )
         self._after_commit(decoded, events)
         registered = sum(isinstance(e, CardRegistered) for e in events)
@@ -394,6 +408,60 @@ class Sequencer:
             duplicates=duplicates,
             last_offset=records[-1].offset,
         )
+
+    async def _with_unacknowledged_copies(
+        self, logged: list[LoggedEvent]
+    ) -> tuple[list[LoggedEvent], bool]:
+        """The batch's events plus any other records between the last known event offset and
+        the batch's last one (and whether there were any).
+
+        A produce retried across a broker failure can leave an unacknowledged first copy of an
+        event in the log before the acknowledged one (Tansu has no idempotent producer). Replay
+        and catch-up read the log, where the first copy of a decision wins; the live projection
+        must see the same records, or a replay would differ from it. So when the acknowledged
+        offsets leave holes, the holes are read and projected too. project()'s rule (the first
+        copy of a decision wins, checked against stored outcomes too) then applies the first
+        copy of this batch's event and archives the acknowledged one as not applied, and never
+        applies a late copy of an earlier decision again; other records follow the epoch rule,
+        as in catch-up."""
+        start = self.next_event_offset
+        end = max(e.offset for e in logged)
+        self.next_event_offset = end + 1
+        holes = set(range(start, end + 1)) - {e.offset for e in logged}
+        if start < 0 or not holes:
+            return logged, False
+        log.warning(
+            "the events log has records this batch did not acknowledge; projecting them too",
+            holes=len(holes), first=min(holes), last=max(holes),
+        )  # fmt: skip
+        extra: list[LoggedEvent] = []
+        consumer = self._consumer()
+        await consumer.start()
+        try:
+            consumer.assign([self.events_tp])
+            consumer.seek(self.events_tp, min(holes))
+            position, deadline = min(holes), time.monotonic() + 10
+            # a hole may be a missing offset (Tansu can skip one when it dies): read until past
+            # the last hole or give up on what never appears
+            while position <= max(holes) and time.monotonic() < deadline:
+                got = await consumer.getmany(self.events_tp, timeout_ms=500)
+                for rec in got.get(self.events_tp, []):
+                    position = max(position, rec.offset + 1)
+                    if rec.offset not in holes or rec.value is None:
+                        continue
+                    try:
+                        event = decode_event(rec.value)
+                    except Exception:
+                        log.exception("skipping an undecodable event in the log", offset=rec.offset)
+                        continue
+                    extra.append(
+                        LoggedEvent(
+                            rec.offset, event, event.epoch >= self.epoch, rec.value.decode()
+                        )
+                    )
+        finally:
+            await consumer.stop()
+        return sorted([*logged, *extra], key=lambda e: e.offset), bool(extra)
 
     def _command_id(self, rec: ConsumerRecord, item: AnyCommand | UndecodableCommand) -> UUID:
         if not isinstance(item, UndecodableCommand):
