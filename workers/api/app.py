@@ -159,7 +159,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         responses={
             400: {"model": ErrorBody, "description": "the request could not be read"},
+            401: {"model": ErrorBody, "description": "no valid API token (access control on)"},
+            403: {"model": ErrorBody, "description": "the token lacks the scope or space"},
             422: {"model": ErrorBody, "description": "invalid input"},
+            503: {"model": ErrorBody, "description": "database or storage unavailable; retry"},
         },
     )
 
@@ -261,7 +264,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         response_model=NewToken,
         status_code=201,
         tags=["tokens"],
-        responses={401: {"model": ErrorBody}, 403: {"model": ErrorBody}},
     )
     async def new_token(request: Request, body: TokenRequest) -> NewToken:
         """Create an API token (admin scope on every space). The token is shown once."""
