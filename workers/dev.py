@@ -287,6 +287,18 @@ async def register_demo(tracking_uri: str) -> str:
 
 
 async def run_dev(host: str, port: int, data_dir: Path, database_url: str, demo: bool) -> int:
+    from registry_core.settings import get_settings
+
+    try:
+        # the dev stack is open on loopback; anywhere else it needs access control set up
+        secured = get_settings().auth_required(host)
+    except ValueError as exc:
+        raise DevStackError(str(exc)) from None
+    if secured and demo:
+        raise DevStackError(
+            "--demo registers without a token, and access control is on (OPSML_GRANT_KEY is"
+            " set): drop --demo, or unset OPSML_GRANT_KEY on loopback"
+        )
     stack = DevStack(host=host, port=port, data_dir=data_dir, database_url=database_url)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
