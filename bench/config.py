@@ -35,6 +35,7 @@ class Scale:
     peer_deadline_s: float  # a peer's registration phase stops issuing new work after this
     w4_op_budget_s: float = 10.0  # W4: stop timing one read op (per size) after this
     w4_warmup: int = 20  # W4: untimed requests per op and size
+    w4_min_samples: int = 20  # W4: timed requests per op and size, even past the budget
     w5_events: int = 100_000  # CardRegistered events in W5's event log (plus the epoch markers)
     w6_mb: int = 50  # W6 artifact size
     w6_reps: int = 3  # W6 registrations (distinct random content each, so nothing is deduped)
@@ -58,6 +59,7 @@ QUICK = Scale(
     peer_deadline_s=4.0,
     w4_op_budget_s=2.0,
     w4_warmup=5,
+    w4_min_samples=10,
     w5_events=20_000,
     w6_reps=3,
 )

@@ -67,7 +67,7 @@ class MlflowUvicorn(System):
         self.info["server"] = "mlflow server " + " ".join(self.server_args)
 
     def stop(self) -> None:
-        stop_groups(self.procs, timeout=5)  # a throw-away server: no graceful drain needed
+        stop_groups(self.procs, timeout=2)  # a throw-away server: no graceful drain needed
         drop_db(self.db)
 
     def driver_env(self) -> dict[str, str]:

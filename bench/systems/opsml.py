@@ -71,7 +71,7 @@ class Opsml224(System):
         self.info["server"] = "uvicorn opsml.app.main:run_app --factory --workers 1"
 
     def stop(self) -> None:
-        stop_groups(self.procs, timeout=5)  # a throw-away server: no graceful drain needed
+        stop_groups(self.procs, timeout=2)  # a throw-away server: no graceful drain needed
         drop_db(self.db)
         # OpsML 2.2.4 lower-cases OPSML_STORAGE_URI: its files land in a sibling directory
         lowered = self.workdir.with_name(self.workdir.name.lower())

@@ -13,7 +13,6 @@ from bench.workloads.base import RunContext
 
 TITLE = "W4 reads vs registry size"
 OPS = ("latest", "get_by_uid", "list_100", "latest_caret")
-MIN_SAMPLES = 20  # per op and size, even past the time budget
 
 
 def run(system: System, ctx: RunContext) -> dict:
@@ -64,7 +63,7 @@ def run(system: System, ctx: RunContext) -> dict:
                     lat.append(ms)
                 if i == warmup - 1:
                     t_op = time.perf_counter()  # the time budget starts after the warm-up
-                if len(lat) >= MIN_SAMPLES and time.perf_counter() - t_op > budget:
+                if len(lat) >= s.w4_min_samples and time.perf_counter() - t_op > budget:
                     break
             if first_error and not lat:
                 block[op] = {"status": "not supported", "detail": first_error}

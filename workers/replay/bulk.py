@@ -392,19 +392,21 @@ async def bulk_supported(conn: asyncpg.Connection, schema: str) -> bool:
 class IndexDef:
     table: str
     name: str
-    create: str  # SQL that recreates it
+    create: str  # CREATE [UNIQUE] INDEX ..., exactly as pg_get_indexdef gives it
     drop: str
+    attach: str | None = None  # for a constraint: ALTER TABLE ... ADD CONSTRAINT ... USING INDEX
 
 
 async def secondary_structures(conn: asyncpg.Connection, schema: str) -> list[IndexDef]:
     """Every primary key, unique constraint and index of the schema's read tables."""
     skip = list(OPERATIONAL_TABLES)
     cons = await conn.fetch(
-        "SELECT c.relname AS tbl, k.conname AS name, pg_get_constraintdef(k.oid) AS def,"
-        " k.conindid AS idx FROM pg_constraint k JOIN pg_class c ON c.oid = k.conrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
+        "SELECT c.relname AS tbl, k.conname AS name, k.contype AS type, k.conindid AS idx,"
+        " pg_get_indexdef(k.conindid) AS def FROM pg_constraint k"
+        " JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " JOIN pg_class i ON i.oid = k.conindid"
         " WHERE n.nspname = $1 AND k.contype IN ('p', 'u') AND c.relname <> ALL($2::text[])"
-        " ORDER BY k.contype, c.relname, k.conname",
+        " AND i.relname = k.conname ORDER BY k.contype, c.relname, k.conname",
         schema,
         skip,
     )
@@ -421,12 +423,15 @@ async def secondary_structures(conn: asyncpg.Connection, schema: str) -> list[In
     out = []
     for r in cons:
         table = f"{s}.{ident(r['tbl'])}"
+        kind = "PRIMARY KEY" if r["type"] == "p" else "UNIQUE"
+        name = ident(r["name"])
         out.append(
             IndexDef(
                 r["tbl"],
                 r["name"],
-                f"ALTER TABLE {table} ADD CONSTRAINT {ident(r['name'])} {r['def']}",
-                f"ALTER TABLE {table} DROP CONSTRAINT {ident(r['name'])}",
+                r["def"],
+                f"ALTER TABLE {table} DROP CONSTRAINT {name}",
+                f"ALTER TABLE {table} ADD CONSTRAINT {name} {kind} USING INDEX {name}",
             )
         )
     out += [
@@ -446,26 +451,28 @@ async def drop_structures(conn: asyncpg.Connection, defs: list[IndexDef]) -> Non
 async def build_structures(
     conns: list[asyncpg.Connection], defs: list[IndexDef]
 ) -> dict[str, float]:
-    """Rebuild them on several connections at once, one table at a time per connection (two
-    builds on one table would wait for each other's table lock); the largest tables first."""
-    by_table: dict[str, list[IndexDef]] = {}
-    for d in defs:
-        by_table.setdefault(d.table, []).append(d)
+    """Rebuild them on several connections at once: every one as CREATE [UNIQUE] INDEX (several
+    may run on one table at the same time: they take a SHARE lock), the largest tables first;
+    then the primary keys and unique constraints are attached to their indexes (a catalog
+    change). Returns seconds per index."""
     weight = {"cards": 0, "event_log": 1, "command_outcomes": 2}
-    queue: asyncio.Queue[list[IndexDef]] = asyncio.Queue()
-    for table in sorted(by_table, key=lambda t: (weight.get(t, 3), t)):
-        queue.put_nowait(by_table[table])
-
+    queue: asyncio.Queue[IndexDef] = asyncio.Queue()
+    for d in sorted(defs, key=lambda d: (weight.get(d.table, 3), d.name)):
+        queue.put_nowait(d)
     took: dict[str, float] = {}
 
     async def work(conn: asyncpg.Connection) -> None:
         while not queue.empty():
-            for d in queue.get_nowait():
-                t0 = time.perf_counter()
-                await conn.execute(d.create)
-                took[d.name] = round(time.perf_counter() - t0, 3)
+            d = queue.get_nowait()
+            t0 = time.perf_counter()
+            await conn.execute(d.create)
+            took[d.name] = round(time.perf_counter() - t0, 3)
 
     await asyncio.gather(*(work(c) for c in conns))
+    async with conns[0].transaction():
+        for d in defs:
+            if d.attach is not None:
+                await conns[0].execute(d.attach)
     return took
 
 
@@ -539,7 +546,7 @@ async def bulk_load(
         t1 = time.perf_counter()
         for conn in copiers.values():
             await conn.execute("SET maintenance_work_mem = '256MB'")
-        state.index_seconds = await build_structures(list(copiers.values())[:2], defs)
+        state.index_seconds = await build_structures(list(copiers.values())[:3], defs)
         t2 = time.perf_counter()
         # Statistics for the planner right after a switch, of the columns queries filter and
         # join on (the jsonb documents are left to autovacuum, which analyses a freshly loaded
