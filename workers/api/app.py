@@ -19,6 +19,9 @@ import structlog
 from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Send
+from starlette.types import Scope as ASGIScope
 
 import registry_core
 from registry_core.auth import ALL_SPACES, Scope, issue_grant, parse_scopes
@@ -91,10 +94,9 @@ def _json(body: Any) -> Response:
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
-def _bearer(request: Request) -> str:
+def _bearer(header: str) -> str:
     """The token from `Authorization: Bearer <token>` (or Basic with the token as user name, as
-    `curl https://<token>@host/...` sends it)."""
-    header = request.headers.get("authorization", "")
+    `curl https://<token>@host/...` sends it); `header` is that header's value."""
     kind, _, value = header.partition(" ")
     if kind.lower() == "bearer" and value.strip():
         return value.strip()
@@ -119,6 +121,143 @@ def _scope_for(method: str, path: str) -> Scope:
     return Scope.READ
 
 
+NUL_REFUSED = JSONResponse(
+    {"detail": "NUL characters (U+0000) are not allowed in paths or queries",
+     "error_code": "invalid_request"},
+    status_code=422,
+)  # fmt: skip
+
+
+class Guard:
+    """Refuse NUL characters (Postgres text cannot hold U+0000) in paths and query strings,
+    then, when access control is on, authenticate the token and check the route's scope; the
+    principal lands in `request.state.principal`. A plain ASGI middleware: it answers refusals
+    itself and otherwise passes the request through untouched."""
+
+    def __init__(self, app: ASGIApp, *, auth_on: bool, tokens: TokenCache) -> None:
+        self.app = app
+        self.auth_on = auth_on
+        self.tokens = tokens
+
+    async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        if "\x00" in path or b"%00" in scope.get("query_string", b"").lower():
+            await NUL_REFUSED(scope, receive, send)
+            return
+        if self.auth_on and path not in OPEN_PATHS:
+            try:
+                who = await self.tokens.authenticate(
+                    scope["app"].state.pool, _bearer(Headers(scope=scope).get("authorization", ""))
+                )
+                who.require(_scope_for(scope["method"], path))
+            except RegistryError as exc:
+                status = 401 if exc.code == "unauthenticated" else 403
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                refusal = JSONResponse(
+                    {"detail": exc.message, "error_code": exc.code},
+                    status_code=status,
+                    headers=headers,
+                )
+                await refusal(scope, receive, send)
+                return
+            except unavailable.UNAVAILABLE as exc:  # the token lookup met a database restart
+                await (await unavailable.answer(scope["app"], exc))(scope, receive, send)
+                return
+            scope.setdefault("state", {})["principal"] = who  # request.state.principal
+        await self.app(scope, receive, send)
+
+
+_ORJSON_OPTS = orjson.OPT_UTC_Z  # "...Z" for UTC, as pydantic writes datetimes
+
+
+def _stamp(value: Any) -> Any:
+    """A timestamp from a jsonb card ("2026-01-02T03:04:05.12+00:00") as the response model
+    writes it (parsed and re-written: "2026-01-02T03:04:05.120000Z")."""
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def _artifact(a: dict[str, Any]) -> dict[str, Any]:
+    return {"path": a["path"], "sha256": a["sha256"], "size": a["size"],
+            "media_type": a.get("media_type")}  # fmt: skip
+
+
+def _card_body(c: dict[str, Any]) -> dict[str, Any]:
+    """A card from `get_outcome_with_card` (jsonb, keys in jsonb order, timestamps as text) in
+    the shape and field order of `CardOut`."""
+    return {
+        "uid": c["uid"],
+        "registry": c["registry"],
+        "space": c["space"],
+        "name": c["name"],
+        "version": c["version"],
+        "card_type": c["card_type"],
+        "tags": c.get("tags") or {},
+        "description": c.get("description"),
+        "metadata": c.get("metadata") or {},
+        "attributes": c.get("attributes") or {},
+        "artifacts": [_artifact(a) for a in c.get("artifacts") or ()],
+        "status": c.get("status", "active"),
+        "created_at": _stamp(c["created_at"]),
+        "updated_at": _stamp(c.get("updated_at")),
+        "command_id": c["command_id"],
+        "actor": c.get("actor"),
+        "event_offset": c["event_offset"],
+    }
+
+
+def _outcome_body(row: dict[str, Any]) -> dict[str, Any]:
+    """An outcome row in the shape and field order of `CommandOutcome` (no validation: the row
+    comes from our own projection)."""
+    card = row.get("card")
+    return {
+        "command_id": row["command_id"],
+        "status": row["status"],
+        "uid": row["uid"],
+        "version": row["version"],
+        "error_code": row["error_code"],
+        "reason": row["reason"],
+        "event_offset": row["event_offset"],
+        "decided_at": row["decided_at"],
+        "card": _card_body(card) if card is not None else None,
+    }
+
+
+JSON = "application/json"
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """A pool `reset` that leaves the session as it is (see create_app)."""
+
+
+def _expire(woken: asyncio.Future[Any]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
+def _pending_json(command_id: UUID) -> bytes:
+    """`CommandOutcome(command_id=..., status="pending")`, as JSON."""
+    return orjson.dumps(
+        {"command_id": command_id, "status": "pending", "uid": None, "version": None,
+         "error_code": None, "reason": None, "event_offset": None, "decided_at": None,
+         "card": None}
+    )  # fmt: skip
+
+
+def outcome_json(row: dict[str, Any]) -> bytes:
+    """The bytes `CommandOutcome(**row).model_dump_json()` would give, without the model."""
+    return orjson.dumps(_outcome_body(row), default=str, option=_ORJSON_OPTS)
+
+
+def outcomes_json(rows: list[dict[str, Any]]) -> bytes:
+    """The bytes of `OutcomeList(outcomes=[CommandOutcome(**r) for r in rows])`."""
+    return orjson.dumps(
+        {"outcomes": [_outcome_body(r) for r in rows]}, default=str, option=_ORJSON_OPTS
+    )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     s = settings or get_settings()
     auth_on = s.auth_required(s.api_host)  # raises for an unsafe combination: fail at start
@@ -138,7 +277,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             [s.commands_topic, s.events_topic],
             client_kwargs=s.kafka_client_kwargs(),
         )
-        app.state.pool = await db.create_pool(s.dsn, min_size=1, max_size=10)
+        # `reset=_keep_session`: no reset query (`SELECT pg_advisory_unlock_all(); CLOSE ALL;
+        # UNLISTEN *; RESET ALL`) on every release - a round trip per request. The API's pooled
+        # connections only run reads and token statements: no session settings, advisory
+        # locks, cursors or LISTENs to undo (asyncpg still rolls back an open transaction).
+        app.state.pool = await db.create_pool(s.dsn, min_size=1, max_size=10, reset=_keep_session)
         app.state.waiters = OutcomeWaiters(s.dsn)
         await app.state.waiters.start()
         app.state.store = open_store(
@@ -177,33 +320,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             status_code=422,
         )
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next: Any) -> Any:
-        """Refuse NUL characters (Postgres text cannot hold U+0000) in paths and query strings,
-        then, when access control is on, authenticate the token and check the route's scope."""
-        raw_query = request.scope.get("query_string", b"").lower()
-        if "\x00" in request.scope.get("path", "") or b"%00" in raw_query:
-            return JSONResponse(
-                {"detail": "NUL characters (U+0000) are not allowed in paths or queries",
-                 "error_code": "invalid_request"},
-                status_code=422,
-            )  # fmt: skip
-        if auth_on:
-            path = request.scope.get("path", "")
-            if path not in OPEN_PATHS:
-                try:
-                    who = await tokens.authenticate(request.app.state.pool, _bearer(request))
-                    who.require(_scope_for(request.method, path))
-                except RegistryError as exc:
-                    status = 401 if exc.code == "unauthenticated" else 403
-                    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-                    return JSONResponse(
-                        {"detail": exc.message, "error_code": exc.code},
-                        status_code=status,
-                        headers=headers,
-                    )
-                request.state.principal = who
-        return await call_next(request)
+    # Added last, so it runs outermost among the user middleware - where
+    # `@app.middleware("http")` ran it - but as plain ASGI: no BaseHTTPMiddleware task and
+    # streams per request.
+    app.add_middleware(Guard, auth_on=auth_on, tokens=tokens)
 
     @app.exception_handler(RegistryError)
     async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
@@ -441,22 +561,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with request.app.state.waiters.expect(str(command_id)) as woken:
             row = await read.get_outcome_with_card(pool, command_id)
             if row is None and wait > 0:
+                # The waiter hands over the row it read after the NOTIFY (committed by then);
+                # woken without one (timeout, listener lost), read it here.
+                timer = asyncio.get_running_loop().call_later(wait, _expire, woken)
                 try:
-                    await asyncio.wait_for(asyncio.shield(woken), wait)
-                except TimeoutError:
-                    pass
-                row = await read.get_outcome_with_card(pool, command_id)
+                    row = await woken
+                finally:
+                    timer.cancel()
+                if row is None:
+                    row = await read.get_outcome_with_card(pool, command_id)
         if row is None:
-            pending = CommandOutcome(command_id=command_id, status="pending")
-            return JSONResponse(pending.model_dump(mode="json"), status_code=202)
-        return CommandOutcome(**row)
+            return Response(_pending_json(command_id), status_code=202, media_type=JSON)
+        return Response(outcome_json(row), media_type=JSON)
 
     @app.post("/api/v1/commands/outcomes", response_model=OutcomeList, tags=["commands"])
-    async def command_outcomes(request: Request, query: OutcomesQuery) -> OutcomeList:
+    async def command_outcomes(request: Request, query: OutcomesQuery) -> Any:
         """Outcomes of many commands at once (no waiting, no card bodies): the bulk client waits
         for its last command, then collects the rest here in one round trip."""
         rows = await read.get_outcomes(request.app.state.pool, query.command_ids)
-        return OutcomeList(outcomes=[CommandOutcome(**r) for r in rows])
+        return Response(outcomes_json(rows), media_type=JSON)
 
     @app.put(
         "/api/v1/staging/{command_id}/{path:path}",

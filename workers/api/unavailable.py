@@ -8,6 +8,8 @@ is a bug, and is not retried.
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 import structlog
 from fastapi import FastAPI, Request
@@ -29,9 +31,10 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
-async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+async def answer(app: Any, exc: Exception) -> JSONResponse:
+    """The 503 for `exc`; expires the pool's connections of `app` first."""
     log.warning("backing service unavailable", error=f"{type(exc).__name__}: {exc}")
-    pool = getattr(request.app.state, "pool", None)
+    pool = getattr(app.state, "pool", None)
     if isinstance(pool, asyncpg.Pool):
         # the database probably restarted: every pooled connection is dead or suspect; replace
         # them on their next use instead of failing one request per stale connection
@@ -44,6 +47,10 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
         status_code=503,
         headers={"Retry-After": RETRY_AFTER_SECONDS},
     )
+
+
+async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
+    return await answer(request.app, exc)
 
 
 def install(app: FastAPI) -> None:

@@ -3,6 +3,12 @@
 The sequencer NOTIFYs `opsml_outcomes` with comma-separated command ids in the same transaction
 that stores the outcomes, so a notification always follows a committed outcome. If the listening
 connection drops, every waiter is woken to re-read the database (nothing can be missed).
+
+The outcome rows of the notified commands somebody waits for are read here, in one query per
+notification (on the listening connection: no pool round trip), and handed to the waiting
+requests, which answer from them instead of each querying again. Reading after the NOTIFY is
+safe: a notification is delivered only after its transaction committed, so the rows are visible.
+A waiter woken without a row (listener lost, read failed) re-reads the database itself.
 """
 
 from __future__ import annotations
@@ -10,36 +16,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import asyncpg
 import structlog
 
+from registry_core.persistence import db
+
 log = structlog.get_logger("opsml.api.waiters")
 CHANNEL = "opsml_outcomes"
+
+# The single-command outcome query, for many commands at once: the same columns, so a row read
+# here is exactly what the request would have read itself.
+_ONE = "WHERE o.command_id = $1;"
+assert db.Q["get_outcome_with_card"].endswith(_ONE), "get_outcome_with_card changed shape"
+OUTCOMES_WITH_CARDS = (
+    db.Q["get_outcome_with_card"].removesuffix(_ONE) + "WHERE o.command_id = ANY($1::uuid[]);"
+)
+
+Row = dict[str, Any]
 
 
 class OutcomeWaiters:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
-        self.waiters: dict[str, set[asyncio.Future[None]]] = {}
+        # per command id: the futures of the requests waiting for it; each gets the outcome row
+        # (or None: "re-read the database")
+        self.waiters: dict[str, set[asyncio.Future[Row | None]]] = {}
         self.conn: asyncpg.Connection | None = None
         self._watch: asyncio.Task[None] | None = None
+        self._todo: set[str] = set()  # notified ids with waiters, not read yet
+        self._reader: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self._connect()
         self._watch = asyncio.create_task(self._watchdog())
 
     async def stop(self) -> None:
-        if self._watch:
-            self._watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch
+        for task in (self._watch, self._reader):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.conn and not self.conn.is_closed():
             await self.conn.close()
         self._wake_all()
 
     async def _connect(self) -> None:
-        self.conn = await asyncpg.connect(self.dsn)
+        self.conn = await db.connect(self.dsn)  # with the jsonb codec, like the pool's
         await self.conn.add_listener(CHANNEL, self._on_notify)
 
     async def _watchdog(self) -> None:
@@ -55,10 +79,33 @@ class OutcomeWaiters:
                     self._wake_all()  # whatever happened while we were deaf, re-read
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        for cid in payload.split(","):
-            for fut in self.waiters.pop(cid, ()):
-                if not fut.done():
-                    fut.set_result(None)
+        waiting = [cid for cid in payload.split(",") if cid in self.waiters]
+        if not waiting:
+            return
+        self._todo.update(waiting)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read_notified())
+
+    async def _read_notified(self) -> None:
+        """Read the outcomes of the notified commands in batches (one query at a time on the
+        listening connection) and hand each row to its waiters."""
+        while self._todo:
+            ids, self._todo = self._todo, set()
+            rows: dict[str, Row] = {}
+            try:
+                conn = self.conn
+                if conn is not None and not conn.is_closed():
+                    found = await conn.fetch(OUTCOMES_WITH_CARDS, list(ids))
+                    rows = {str(r["command_id"]): dict(r) for r in found}
+            except Exception as exc:  # the waiters re-read through the pool
+                log.warning("reading notified outcomes failed", error=f"{type(exc).__name__}")
+            for cid in ids:
+                self._wake(cid, rows.get(cid))
+
+    def _wake(self, cid: str, row: Row | None) -> None:
+        for fut in self.waiters.pop(cid, ()):
+            if not fut.done():
+                fut.set_result(row)
 
     def _wake_all(self) -> None:
         waiting, self.waiters = self.waiters, {}
@@ -68,10 +115,10 @@ class OutcomeWaiters:
                     fut.set_result(None)
 
     @contextlib.contextmanager
-    def expect(self, command_id: str) -> Iterator[asyncio.Future[None]]:
+    def expect(self, command_id: str) -> Iterator[asyncio.Future[Row | None]]:
         """Register interest BEFORE reading the database, so a commit between the read and the
-        wait cannot be missed."""
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        wait cannot be missed. The future's result is the outcome row, or None (re-read)."""
+        fut: asyncio.Future[Row | None] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(command_id, set()).add(fut)
         try:
             yield fut
