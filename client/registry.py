@@ -12,6 +12,8 @@ import asyncio
 import atexit
 import functools
 import getpass
+import importlib.util
+import sys
 import tempfile
 import threading
 import time
@@ -65,6 +67,39 @@ from registry_core.settings import ClientSettings
 
 T = TypeVar("T")
 WAIT_SLICE_SECONDS = 25.0
+
+# httpcore runs `import sniffio` several times per request (to tell asyncio from trio); when
+# sniffio is not installed (recent anyio no longer needs it) every one of those imports fails
+# and searches the whole sys.path again: ~0.3 ms of CPU per request. Record the absence once,
+# as a failed import would if Python cached it (`import sniffio` then raises ImportError at
+# once, which is what httpcore expects).
+if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+    sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+class _Cookies(httpx.Cookies):
+    """httpx parses every response for cookies (building urllib request/response adapters);
+    only a response that sets one needs it. The registry sets none."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        if "set-cookie" in response.headers:
+            super().extract_cookies(response)
+
+
+class _HttpClient(httpx.AsyncClient):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.cookies = self._cookies  # through the setter below: a _Cookies jar
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return self._cookies
+
+    @cookies.setter
+    def cookies(self, cookies: httpx._types.CookieTypes) -> None:
+        self._cookies = _Cookies(cookies)
+
+
 BULK_CHUNK = MAX_BULK_OUTCOMES
 
 
@@ -130,7 +165,7 @@ class AsyncCardRegistry:
         self.tracking_uri, uri_token = _split_token(tracking_uri or self.settings.tracking_uri)
         token = self.settings.token.get_secret_value() if self.settings.token else uri_token
         headers = {"Authorization": f"Bearer {token}"} if token else None
-        self._http = httpx.AsyncClient(
+        self._http = _HttpClient(
             base_url=self.tracking_uri,
             timeout=self.settings.request_timeout_seconds,
             headers=headers,
@@ -159,13 +194,17 @@ class AsyncCardRegistry:
     async def _request(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, json: Any = None
     ) -> httpx.Response:
-        clean = {
-            k: (str(v) if isinstance(v, UUID) else v)
-            for k, v in (params or {}).items()
-            if v is not None
-        }
+        kwargs: dict[str, Any] = {}
+        if params:
+            kwargs["params"] = {
+                k: (str(v) if isinstance(v, UUID) else v)
+                for k, v in params.items()
+                if v is not None
+            }
+        if json is not None:
+            kwargs["json"] = json
         try:
-            resp = await retry.send(self._http, method, path, params=clean, json=json)
+            resp = await retry.send(self._http, method, path, **kwargs)
         except httpx.TransportError as exc:
             raise RegistryUnavailable(
                 f"cannot reach the registry at {self.tracking_uri} ({exc.__class__.__name__}:"
@@ -198,9 +237,9 @@ class AsyncCardRegistry:
             self._config = cfg
         return cfg
 
-    async def _headers(self, payload: bytes) -> list[tuple[str, bytes]] | None:
+    @staticmethod
+    def _signed(cfg: ClientConfig, payload: bytes) -> list[tuple[str, bytes]] | None:
         """Kafka headers that sign one command, when the registry requires it."""
-        cfg = await self.config()
         if not cfg.auth:
             return None
         if cfg.grant is None:
@@ -293,7 +332,7 @@ class AsyncCardRegistry:
                 f"the card's metadata is {len(payload)} bytes, over the registry's"
                 f" {cfg.kafka.max_message_bytes}-byte limit; store large content as artifacts"
             )
-        headers = await self._headers(payload)
+        headers = self._signed(cfg, payload)
 
         async def send() -> None:  # re-sending the same command_id is safe (de-duplicated)
             producer = await self._get_producer()
@@ -320,10 +359,9 @@ class AsyncCardRegistry:
                     f"no outcome for command {command_id} yet; it may still be applied (is the"
                     " worker running?). Check later with GET /api/v1/commands/{command_id}"
                 )
-            resp = await self._get(
-                f"/api/v1/commands/{command_id}", wait=round(min(left, WAIT_SLICE_SECONDS), 3)
-            )
-            outcome = CommandOutcome.model_validate(resp.json())
+            wait = round(min(left, WAIT_SLICE_SECONDS), 3)
+            resp = await self._request("GET", f"/api/v1/commands/{command_id}?wait={wait}")
+            outcome = CommandOutcome.model_validate_json(resp.content)
             if outcome.status != "pending":
                 return outcome
 
@@ -519,17 +557,24 @@ class AsyncCardRegistry:
                     f" {cfg.kafka.max_message_bytes}-byte limit"
                 )
 
+        topic = cfg.kafka.commands_topic
+        keys = [c.key.encode() for c in commands]
+
         async def send_all() -> None:  # all again after a failure: duplicates are dropped
-            acks = [
-                await producer.send(
-                    cfg.kafka.commands_topic,
-                    payload,
-                    key=cmd.key.encode(),
-                    partition=0,
-                    headers=await self._headers(payload),
-                )
-                for cmd, payload in zip(commands, payloads, strict=True)
-            ]
+            # Records go straight into record batches (the producer's batch size, as send()
+            # would fill them) - no future and no coroutine per record - and each full batch is
+            # queued in order on partition 0.
+            sign = await self.config()
+            acks = []
+            batch = producer.create_batch()
+            for key, payload in zip(keys, payloads, strict=True):
+                headers = self._signed(sign, payload) or []
+                if batch.append(key=key, value=payload, timestamp=None, headers=headers) is None:
+                    acks.append(await producer.send_batch(batch, topic, partition=0))
+                    batch = producer.create_batch()  # an empty batch takes any record
+                    batch.append(key=key, value=payload, timestamp=None, headers=headers)
+            if batch.record_count():
+                acks.append(await producer.send_batch(batch, topic, partition=0))
             await asyncio.gather(*acks)
 
         try:
@@ -545,7 +590,7 @@ class AsyncCardRegistry:
                 "/api/v1/commands/outcomes",
                 json={"command_ids": [str(x) for x in ids[i : i + BULK_CHUNK]]},
             )
-            for o in OutcomeList.model_validate(resp.json()).outcomes:
+            for o in OutcomeList.model_validate_json(resp.content).outcomes:
                 found[o.command_id] = o
         outcomes = []
         for card, cmd in zip(cards, commands, strict=True):

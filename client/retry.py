@@ -91,7 +91,8 @@ async def send(
                 raise
             RETRIED[type(exc).__name__] += 1
         else:
-            _answered.add(http)
+            if http not in _answered:  # (adding builds a weak reference each time)
+                _answered.add(http)
             if resp.status_code not in RETRY_STATUS:
                 return resp
             wait = _retry_after(resp, policy.max_delay)

@@ -25,6 +25,7 @@ from registry_core.persistence import db
 
 log = structlog.get_logger("opsml.api.waiters")
 CHANNEL = "opsml_outcomes"
+READ_TIMEOUT = 5.0  # a stuck read must not hold later notifications: the waiters re-read
 
 # The single-command outcome query, for many commands at once: the same columns, so a row read
 # here is exactly what the request would have read itself.
@@ -95,7 +96,7 @@ class OutcomeWaiters:
             try:
                 conn = self.conn
                 if conn is not None and not conn.is_closed():
-                    found = await conn.fetch(OUTCOMES_WITH_CARDS, list(ids))
+                    found = await conn.fetch(OUTCOMES_WITH_CARDS, list(ids), timeout=READ_TIMEOUT)
                     rows = {str(r["command_id"]): dict(r) for r in found}
             except Exception as exc:  # the waiters re-read through the pool
                 log.warning("reading notified outcomes failed", error=f"{type(exc).__name__}")
