@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -109,10 +110,14 @@ class DriverPool:
         self.procs.clear()
         shutil.rmtree(self.root, ignore_errors=True)
 
-    def run(self, jobs: list[dict[str, Any]], timeout: float) -> list[dict[str, Any]]:
+    def run(
+        self, system: System, jobs: list[dict[str, Any]], timeout: float
+    ) -> list[dict[str, Any]]:
+        """`system`: whose jobs these are (a shared pool serves several: the job carries the
+        server's address)."""
         self.ensure(len(jobs))
         go = self.root / f"go-{uuid.uuid4().hex[:8]}"
-        base = {**self.system.driver_job(), "_go": str(go)}
+        base = {**system.driver_job(), "_go": str(go)}
         slots = []
         for i, job in enumerate(jobs):
             n = self.next[i]
@@ -161,27 +166,49 @@ class DriverPool:
         self.root = WORK / "jobs" / f"pool-{self.system.key}-{uuid.uuid4().hex[:8]}"
 
 
-_POOLS: dict[int, DriverPool] = {}
+_POOLS: dict[object, DriverPool] = {}
+_USERS: dict[object, set[int]] = {}
+_LOCK = threading.Lock()  # bench set-up warms the pools from several threads
+
+
+def _pool_key(system: System) -> object:
+    # Systems with the same pool key (MLflow behind uvicorn and behind gunicorn: same venv, same
+    # driver, the server's address comes with every job) share one set of driver processes.
+    return system.driver_pool_key or id(system)
+
+
+def _pool(system: System) -> DriverPool:
+    key = _pool_key(system)
+    with _LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = DriverPool(system)
+        _USERS.setdefault(key, set()).add(id(system))
+        return pool
 
 
 def warm_pool(system: System, k: int) -> None:
     """Start k persistent drivers now (bench set-up), so that their imports are not paid during
     the workloads; they wait on stdin at no CPU cost."""
-    pool = _POOLS.get(id(system))
-    if pool is None:
-        pool = _POOLS[id(system)] = DriverPool(system)
-    pool.ensure(k)
+    pool = _pool(system)
+    with _LOCK:
+        pool.ensure(k)
 
 
 def pool_pids(system: System) -> list[int]:
-    pool = _POOLS.get(id(system))
+    pool = _POOLS.get(_pool_key(system))
     return [p.pid for p in pool.procs] if pool is not None else []
 
 
 def close_pool(system: System) -> None:
-    pool = _POOLS.pop(id(system), None)
-    if pool is not None:
-        pool.close()
+    """The system is done with its drivers; the last system of a shared pool closes it."""
+    key = _pool_key(system)
+    users = _USERS.get(key, set())
+    users.discard(id(system))
+    if not users:
+        pool = _POOLS.pop(key, None)
+        if pool is not None:
+            pool.close()
 
 
 def run_drivers(
@@ -196,10 +223,7 @@ def run_drivers(
     jobs; with `client_profile` (bench --profile) a fresh process per job, the first one under
     py-spy."""
     if client_profile is None:
-        pool = _POOLS.get(id(system))
-        if pool is None:
-            pool = _POOLS[id(system)] = DriverPool(system)
-        return pool.run(jobs, timeout)
+        return _pool(system).run(system, jobs, timeout)
     return run_once(system, jobs, timeout=timeout, client_profile=client_profile)
 
 

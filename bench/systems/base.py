@@ -35,6 +35,9 @@ class System:
     max_versions_per_name: int | None = None
     bulk_threads: int = 16
     needs_name_setup = False  # MLflow: a registered model must exist before its versions
+    # Systems with the same key share their persistent driver processes (bench/runner.py); a
+    # driver must then take the server's address from each job, never from its environment.
+    driver_pool_key: str | None = None
     first_version = "1.0.0"
     notes: list[str]
 

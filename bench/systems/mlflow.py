@@ -37,6 +37,7 @@ class MlflowUvicorn(System):
     server_args: tuple[str, ...] = ("--workers", "1")
     needs_name_setup = True
     first_version = "1"
+    driver_pool_key = "mlflow"  # MlflowClient(job["uri"]): both MLflow set-ups share drivers
 
     def prepare(self) -> None:
         self.python = ensure_venv("mlflow", REQUIREMENTS)
