@@ -37,9 +37,11 @@ def is_transient(exc: BaseException) -> bool:
     """A failure of the connection to Postgres or Kafka, not of the registry's own logic."""
     if isinstance(exc, (OSError, TimeoutError, KafkaError)):
         return True
-    if isinstance(exc, asyncpg.InterfaceError):
-        # "connection is closed", "cannot perform operation: another operation is in progress"
-        # after the socket died mid-query
+    if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
+        # "connection is closed", "cannot perform operation: another operation is in progress",
+        # "cannot switch to state 12; another operation (2) is in progress": the protocol state
+        # asyncpg is left in when the socket died mid-query (seen after a Postgres restart
+        # during a batch). A fresh sequencer gets a fresh connection.
         return True
     return isinstance(
         exc,

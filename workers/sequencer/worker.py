@@ -61,6 +61,7 @@ from workers.sequencer.authz import CommandAuthorizer
 
 log = structlog.get_logger("opsml.sequencer")
 
+_warned_open = [False]
 CATCH_UP_CHUNK = 2000
 STATE_CACHE_MAX = 200_000
 
@@ -107,7 +108,8 @@ class Sequencer:
         # Access control (docs/security.md): raises at start for an unsafe configuration.
         key = settings.grant_key_bytes() if settings.auth_required() else None
         self.authz = CommandAuthorizer(key, settings.token_cache_seconds) if key else None
-        if self.authz is None:
+        if self.authz is None and not _warned_open[0]:
+            _warned_open[0] = True  # once per process, not on every supervised restart
             log.warning(
                 "commands are not authenticated (OPSML_GRANT_KEY is not set): anyone who can"
                 " write to the commands topic can register cards; fine on loopback only"
