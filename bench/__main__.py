@@ -18,7 +18,7 @@ from bench import charts, results
 from bench.config import FULL, QUICK, WORK
 from bench.runner import close_pool, pool_pids, warm_pool
 from bench.systems import SYSTEMS, System
-from bench.util import CpuMeter, Unavailable, ensure_venv, log, settle, sql
+from bench.util import CpuMeter, Unavailable, ensure_venv, log, settle, sql, wait_quiet
 from bench.workloads import WORKLOADS, w6_artifact
 from bench.workloads.base import PendingFeature, RunContext
 
@@ -178,7 +178,10 @@ def main(argv: list[str] | None = None) -> int:
                 if key in failed:
                     continue
                 for w in only:
-                    log(f"{key}: {w}")
+                    # the machine as a whole quiet before each workload (not only the systems'
+                    # processes: Postgres works on after the peers' migrations or W5's replay)
+                    quiet = wait_quiet(window=0.5)
+                    log(f"{key}: {w} (machine quiet after {quiet:.1f} s)")
                     t = time.perf_counter()
                     load_before = round(os.getloadavg()[0], 2)
                     try:

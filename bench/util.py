@@ -319,6 +319,29 @@ def settle(pids: list[int], *, window: float = 1.0, limit: float = 90) -> float:
     return time.perf_counter() - t0
 
 
+def _cpu_busy_idle() -> tuple[float, float]:
+    with open("/proc/stat") as f:
+        fields = [float(x) for x in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, idle
+
+
+def wait_quiet(*, window: float = 1.0, busy_cores: float = 0.35, limit: float = 60) -> float:
+    """Wait until the whole machine is quiet: under `busy_cores` cores busy over `window`
+    (/proc/stat, so it sees what `settle` cannot: Postgres' background work after the peers'
+    migrations, processes outside the systems' trees). Returns the seconds waited."""
+    t0 = time.perf_counter()
+    ticks = os.sysconf("SC_CLK_TCK")
+    while time.perf_counter() - t0 < limit:
+        b0, _ = _cpu_busy_idle()
+        w0 = time.perf_counter()
+        time.sleep(window)
+        b1, _ = _cpu_busy_idle()
+        if (b1 - b0) / ticks / (time.perf_counter() - w0) < busy_cores:
+            break
+    return time.perf_counter() - t0
+
+
 def stop_group(proc: subprocess.Popen[bytes], timeout: float = 20.0) -> None:
     """SIGTERM the child's process group, SIGKILL what is left after `timeout`."""
     if proc.poll() is None:

@@ -9,6 +9,7 @@ and the projection always commit together. See docs/architecture.md for the exac
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import os
 import signal
@@ -61,7 +62,7 @@ from workers.sequencer.authz import CommandAuthorizer
 
 log = structlog.get_logger("opsml.sequencer")
 
-_warned_open = [False]
+_ONCE = [False, False]  # once per process: [open-commands warning, gc.freeze()]
 CATCH_UP_CHUNK = 2000
 STATE_CACHE_MAX = 200_000
 
@@ -108,8 +109,8 @@ class Sequencer:
         # Access control (docs/security.md): raises at start for an unsafe configuration.
         key = settings.grant_key_bytes() if settings.auth_required() else None
         self.authz = CommandAuthorizer(key, settings.token_cache_seconds) if key else None
-        if self.authz is None and not _warned_open[0]:
-            _warned_open[0] = True  # once per process, not on every supervised restart
+        if self.authz is None and not _ONCE[0]:
+            _ONCE[0] = True  # once per process, not on every supervised restart
             log.warning(
                 "commands are not authenticated (OPSML_GRANT_KEY is not set): anyone who can"
                 " write to the commands topic can register cards; fine on loopback only"
@@ -290,6 +291,11 @@ class Sequencer:
             self.consumer.assign([self.commands_tp])
             reader = ContiguousReader(self.consumer, self.commands_tp, tracking.command_offset + 1)
             self.ready.set()
+            if not _ONCE[1]:
+                # long-lived start-up objects out of the collector's sight (see workers/api/app.py)
+                _ONCE[1] = True
+                gc.collect()
+                gc.freeze()
             log.info("consuming commands", from_offset=reader.position)
             while not stop.is_set():
                 try:
