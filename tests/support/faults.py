@@ -17,9 +17,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
+from client import RegistryError
 from workers import procs
 
 
@@ -229,6 +231,16 @@ class Outcomes:
     acked: list[tuple[str, str, str]] = field(default_factory=list)  # (name, version, uid)
     errors: list[str] = field(default_factory=list)
     retried: Counter[str] = field(default_factory=Counter)  # client/retry.py's counts
+
+    async def register(self, reg: Any, card: Any) -> bool:
+        """Register `card` and record what the client was told; True when acknowledged."""
+        try:
+            got = await reg.register_card(card)
+        except RegistryError as exc:
+            self.errors.append(f"{type(exc).__name__}: {exc}")
+            return False
+        self.acked.append((got.name, str(got.version), str(got.uid)))
+        return True
 
 
 async def check_registrations(database_url: str, space: str, outcomes: Outcomes) -> None:
