@@ -22,14 +22,13 @@ import json
 import os
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 
 from bench.seed_events import publish, registration_events
+from bench.util import create_scratch_db, drop_scratch_db
 from registry_core.persistence import db
 from registry_core.settings import Settings
 from workers import procs
@@ -37,10 +36,6 @@ from workers.dev import start_tansu
 from workers.replay import replay
 from workers.replay.bulk import COLUMNS, BulkState, Decoder
 from workers.replay.rebuild import ReplayStats
-
-ADMIN_URL = os.environ.get(
-    "OPSML_TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 async def raw_copy(dsn: str, events: list[bytes]) -> dict[str, float]:
@@ -74,11 +69,7 @@ async def raw_copy(dsn: str, events: list[bytes]) -> dict[str, float]:
 
 
 async def main(n: int, raw: bool, projection_path: bool) -> dict[str, Any]:
-    dbname = f"opsml_rate_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{dbname}"')  # generated name
-    await admin.close()
-    dsn = urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{dbname}"))
+    dbname, dsn = await create_scratch_db("opsml_rate")
     tmp = Path(tempfile.mkdtemp(prefix="opsml-rate-"))
     (port,) = procs.free_ports(1)
     tansu = start_tansu(port, log_path=tmp / "tansu.out")
@@ -105,9 +96,7 @@ async def main(n: int, raw: bool, projection_path: bool) -> dict[str, Any]:
         out["loadavg_after"] = os.getloadavg()
     finally:
         procs.stop(tansu)
-        admin = await asyncpg.connect(ADMIN_URL)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        await admin.close()
+        await drop_scratch_db(dbname)
     return out
 
 

@@ -24,22 +24,16 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import httpx
 
+from bench.util import create_scratch_db, drop_scratch_db
 from client import AsyncCardRegistry, Card, RunCard
 from registry_core.settings import Settings
 from workers import procs
 from workers.dev import start_tansu
 from workers.replay import replay
-
-ADMIN_URL = os.environ.get(
-    "OPSML_TEST_ADMIN_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 async def _seed(url: str, n: int, chunk: int, names: int) -> float:
@@ -84,11 +78,7 @@ def _start_worker(env: dict[str, str], log: Path) -> tuple[object, float]:
 
 
 async def main(events: int, chunk: int, names: int) -> dict[str, object]:
-    dbname = f"opsml_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{dbname}"')  # generated name
-    await admin.close()
-    dsn = urlunsplit(urlsplit(ADMIN_URL)._replace(path=f"/{dbname}"))
+    dbname, dsn = await create_scratch_db("opsml_bench")
     tmp = Path(tempfile.mkdtemp(prefix="opsml-bench-"))
     port, api_port = procs.free_ports(2)
     tansu = start_tansu(port, log_path=tmp / "tansu.out")
@@ -145,9 +135,7 @@ async def main(events: int, chunk: int, names: int) -> dict[str, object]:
         for p in reversed(running):
             procs.stop(p)  # type: ignore[arg-type]
         procs.stop(tansu)
-        admin = await asyncpg.connect(ADMIN_URL)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        await admin.close()
+        await drop_scratch_db(dbname)
     return out
 
 

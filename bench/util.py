@@ -137,6 +137,19 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+async def create_scratch_db(prefix: str) -> tuple[str, str]:
+    """A fresh, uniquely named database for one script run (inside an event loop): (name, DSN)."""
+    import uuid
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    await _admin(f'CREATE DATABASE "{name}"')
+    return name, db_url(name)
+
+
+async def drop_scratch_db(name: str) -> None:
+    await _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def create_db(name: str) -> None:
     assert name.replace("_", "").isalnum()
     run_async(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
