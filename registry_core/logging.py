@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
 
@@ -14,7 +16,7 @@ SECRET_KEYS = frozenset(
 )
 
 
-def _redact(_: object, __: str, event: dict[str, object]) -> dict[str, object]:
+def _redact(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Last line of defence: no credential reaches a log line, whatever a caller passes."""
     for k, v in event.items():
         if k.lower() in SECRET_KEYS:

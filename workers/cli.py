@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from registry_core import eventloop
 
 app = typer.Typer(
     help="opsml-registry: an event-sourced registry for ML artifact cards.",
@@ -47,7 +49,7 @@ def dev(
 
     _settings()
     try:
-        code = asyncio.run(run_dev(host, port, data_dir, database_url, demo))
+        code = eventloop.run(run_dev(host, port, data_dir, database_url, demo))
     except (RuntimeError, TimeoutError, OSError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
@@ -71,12 +73,21 @@ def api(
     except ValueError as exc:  # access control misconfigured: refuse to start open
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(2) from None
+    http: Any = "auto"
+    try:  # one socket write per small response (workers/api/wire.py); needs httptools
+        from workers.api.wire import CoalescingHttpToolsProtocol
+
+        http = CoalescingHttpToolsProtocol
+    except ImportError:
+        pass
     uvicorn.run(
         application,
+        http=http,
         host=s.api_host,
         port=port or s.api_port,
         log_level=s.log_level.lower(),
         access_log=False,
+        loop=eventloop.uvicorn_loop(),
     )
 
 
@@ -95,7 +106,7 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         await supervise(s, stop)
 
-    asyncio.run(main())
+    eventloop.run(main())
 
 
 @app.command()
@@ -136,6 +147,13 @@ def replay(
         typer.Option(help="Write the archive back into an EMPTY events topic (lost broker data)."),
     ] = False,
     batch_size: Annotated[int, typer.Option(help="Events per projection transaction.")] = 2000,
+    bulk: Annotated[
+        bool,
+        typer.Option(
+            help="COPY into index-free tables, indexes rebuilt after (fast). --no-bulk: the live"
+            " projection batch by batch (slow; the reference the bulk path is checked against)."
+        ),
+    ] = True,
 ) -> None:
     """Rebuild every read table from the event log into a fresh schema, verify, switch."""
     from rich.console import Console
@@ -159,7 +177,7 @@ def replay(
         result = asyncio.run(
             run_replay(
                 s, source=source, verify_only=verify_only, force=force, keep=keep,  # type: ignore[arg-type]
-                batch_size=batch_size, console=console,
+                batch_size=batch_size, console=console, bulk=bulk,
             )
         )  # fmt: skip
     except ReplayError as exc:
