@@ -29,9 +29,10 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
-from client import retry, transfer
+from client import longpoll, retry, transfer
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
 from client.transfer import prepared
+from registry_core import eventloop
 from registry_core.auth import Grant, command_headers
 from registry_core.contracts.codec import encode
 from registry_core.contracts.http import (
@@ -170,6 +171,9 @@ class AsyncCardRegistry:
             timeout=self.settings.request_timeout_seconds,
             headers=headers,
         )
+        self._poller = longpoll.OutcomePoller(
+            self.tracking_uri, headers or {}, self.settings.request_timeout_seconds
+        )
         self._config: ClientConfig | None = None
         self._producer: AIOKafkaProducer | None = None
         self._producer_lock = asyncio.Lock()
@@ -184,6 +188,7 @@ class AsyncCardRegistry:
         if self._producer is not None:
             await self._producer.stop()
             self._producer = None
+        await self._poller.aclose()
         await self._http.aclose()
 
     # ---- plumbing ---------------------------------------------------------------------------
@@ -360,8 +365,11 @@ class AsyncCardRegistry:
                     " worker running?). Check later with GET /api/v1/commands/{command_id}"
                 )
             wait = round(min(left, WAIT_SLICE_SECONDS), 3)
-            resp = await self._request("GET", f"/api/v1/commands/{command_id}?wait={wait}")
-            outcome = CommandOutcome.model_validate_json(resp.content)
+            path = longpoll.outcome_path(command_id, wait)
+            # the lean connection for this hot request; httpx (retries, errors) for the rest
+            answer = await self._poller.get(path, wait)
+            body = answer[1] if answer is not None else (await self._request("GET", path)).content
+            outcome = CommandOutcome.model_validate_json(body)
             if outcome.status != "pending":
                 return outcome
 
@@ -716,7 +724,7 @@ class _LoopThread:
     _instance: _LoopThread | None = None
 
     def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
+        self.loop = eventloop.new_event_loop()  # uvloop when installed
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="opsml-client", daemon=True
         )

@@ -104,7 +104,7 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
         return UndecodableCommand(
             InvalidCommand(f"a command must be a JSON object, got {type(data).__name__}"), None
         )
-    cid = _salvage_uuid(data.get("command_id"))
+    # (the command id is salvaged only for a command that fails: a valid one carries it)
     # orjson refuses raw control characters inside strings, so a decoded U+0000 can only come
     # from the escape `\u0000`: without one in the bytes, there is nothing to look for.
     nul = _nul_at(data) if b"\\u0000" in raw else None
@@ -114,12 +114,8 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
                 f"{nul}: invalid, contains a NUL character (U+0000), which the registry cannot"
                 " store; remove it"
             ),
-            cid,
+            _salvage_uuid(data.get("command_id")),
         )
-    where = {
-        k: data.get(k) if isinstance(data.get(k), str) and len(data[k]) <= 64 else None
-        for k in ("registry", "space", "name")
-    }
     version = data.get("schema_version", COMMAND_SCHEMA_VERSION)
     if version != COMMAND_SCHEMA_VERSION:
         return UndecodableCommand(
@@ -128,13 +124,25 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
                 f" reads version {COMMAND_SCHEMA_VERSION}); upgrade the worker or use a matching"
                 " client"
             ),
-            cid,
-            **where,
+            _salvage_uuid(data.get("command_id")),
+            **_where(data),
         )
     try:
         return _command_adapter.validate_python(data)
     except ValidationError as exc:
-        return UndecodableCommand(InvalidCommand(f"invalid command: {_short(exc)}"), cid, **where)
+        return UndecodableCommand(
+            InvalidCommand(f"invalid command: {_short(exc)}"),
+            _salvage_uuid(data.get("command_id")),
+            **_where(data),
+        )
+
+
+def _where(data: dict[str, Any]) -> dict[str, Any]:
+    """The key of a command that failed to decode, where it can tell (for its rejection)."""
+    return {
+        k: data.get(k) if isinstance(data.get(k), str) and len(data[k]) <= 64 else None
+        for k in ("registry", "space", "name")
+    }
 
 
 def upcast_event(data: dict[str, Any]) -> dict[str, Any]:
