@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from typing import Any
 
 import structlog
@@ -128,3 +130,44 @@ class ContiguousReader:
         self.position = gap_at
         self.consumer.seek(self.tp, self.position)
         return run
+
+
+class FetchPace:
+    """A consumer's fetch wait, short while records keep coming and long when the log is quiet.
+
+    Tansu answers a fetch only when its wait runs out, even if records arrive meanwhile, so the
+    wait is the latency a new record waits on average half of. A long wait keeps an idle consumer
+    (and the broker) from polling all the time. A short one, while busy, takes most of that delay
+    off each record. aiokafka reads the wait from its fetcher when it builds each fetch request;
+    it has no public setter, so this sets that attribute and does nothing if a release renames it
+    (the consumer then keeps the wait it was created with)."""
+
+    def __init__(
+        self,
+        consumer: Any,
+        *,
+        idle_ms: int,
+        busy_ms: int,
+        window_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.fetcher = getattr(consumer, "_fetcher", None)
+        self.idle_ms, self.busy_ms, self.window_s, self.clock = idle_ms, busy_ms, window_s, clock
+        self.last_busy = -float("inf")
+        self.current = idle_ms
+        self._set(idle_ms)
+
+    def saw(self, n: int) -> None:
+        """After each read: `n` records came back."""
+        now = self.clock()
+        if n:
+            self.last_busy = now
+            if self.current != self.busy_ms:
+                self._set(self.busy_ms)
+        elif self.current != self.idle_ms and now - self.last_busy > self.window_s:
+            self._set(self.idle_ms)
+
+    def _set(self, ms: int) -> None:
+        self.current = ms
+        if self.fetcher is not None and hasattr(self.fetcher, "_fetch_max_wait_ms"):
+            self.fetcher._fetch_max_wait_ms = ms

@@ -38,9 +38,18 @@ class Settings(BaseSettings):
     kafka_client_sasl_password: SecretStr | None = None
     commands_topic: str = "opsml.commands"
     events_topic: str = "opsml.events"
-    # Tansu does not wake a waiting fetch when data arrives: a consumer sees new data after about
-    # half this wait. Real Kafka wakes at once, so a small value costs nothing there.
-    kafka_fetch_max_wait_ms: int = Field(default=5, ge=0, le=10_000)
+    # How long a fetch waits for records when the log is quiet. Tansu does not wake a waiting
+    # fetch when data arrives, so the first command after a quiet spell waits on average half of
+    # this; real Kafka wakes at once. Longer means less polling while idle: the worker and Tansu
+    # together use ~12% of a core idle at 5 ms, ~5.5% at 20 ms (docs/performance.md, fifth round).
+    kafka_fetch_max_wait_ms: int = Field(default=20, ge=0, le=10_000)
+    # The worker's fetch wait while commands keep coming (any in the last
+    # `worker_busy_window_s`): on Tansu a busy client's registrations each wait ~1.5 ms for the
+    # worker's fetch instead of ~2.5 ms at 5 ms. Back to kafka_fetch_max_wait_ms once quiet.
+    # Not 1: with 1 ms fetches Tansu 0.6.0 spun (60% of a core) and stalled 8 concurrent
+    # producers for ~2 s at a time (W2 at 4,000 cards: 8-17 cards/s); 2 and 3 ms did not.
+    kafka_fetch_max_wait_busy_ms: int = Field(default=3, ge=0, le=10_000)
+    worker_busy_window_s: float = Field(default=2.0, ge=0)
     # How long a fetch or produce may go unanswered before it is retried. aiokafka's 40 s
     # default turned a broker that drops a response (seen with Tansu on S3 under concurrent
     # producers) into 40-80 s stalls; retries are safe here (de-duplication by command_id and
@@ -49,6 +58,9 @@ class Settings(BaseSettings):
 
     max_command_bytes: int = Field(default=1_048_576, ge=1024)
     worker_batch_max: int = Field(default=500, ge=1, le=100_000)
+    # Decide the next batch while the previous one is being projected into Postgres (a second
+    # connection for its outcome check; see Sequencer.process). False: one batch at a time.
+    worker_pipeline: bool = True
     worker_name: str = "sequencer"
     lock_retry_seconds: float = Field(default=1.0, gt=0)
 

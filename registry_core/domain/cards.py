@@ -7,6 +7,7 @@ type-specific fields travel as `attributes`, so adding a card type changes no wi
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -144,6 +145,33 @@ class Card(BaseModel):
     def references(self) -> list[UUID]:
         """Every card uid this card's lineage fields point at."""
         return lineage_uids(type(self), self.attributes())
+
+
+def plain_json(value: Any) -> bool:
+    """Only str/int/bool/None, finite floats, lists and str-keyed dicts of them (exact types):
+    what a decoded JSON document holds. Other values (a UUID, an enum, a datetime, a str
+    subclass, NaN) are not. (Written out flat: it runs for every registration.)"""
+    t = type(value)
+    if t is dict:
+        for k, v in value.items():
+            if type(k) is not str or not _plain_item(v):
+                return False
+        return True
+    if t is list:
+        for v in value:
+            if not _plain_item(v):
+                return False
+        return True
+    return _plain_item(value)
+
+
+def _plain_item(v: Any) -> bool:
+    t = type(v)
+    if t is str or t is int or t is bool or v is None:
+        return True
+    if t is dict or t is list:
+        return not v or plain_json(v)
+    return t is float and math.isfinite(v)
 
 
 def lineage_uids(cls: type[Card], attributes: dict[str, Json]) -> list[UUID]:

@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+import orjson
 import semver
 from pydantic import ValidationError
 
@@ -27,6 +28,7 @@ from registry_core.domain.cards import (
     RegistryType,
     card_types_for,
     lineage_uids,
+    plain_json,
 )
 from registry_core.domain.commands import AnyCommand, DeleteCard, RegisterCard, UpdateCard
 from registry_core.domain.errors import (
@@ -109,7 +111,50 @@ def _card_class(command: RegisterCard) -> type[Card]:
     return cls
 
 
+# Validated attributes by (card class, attributes as JSON): most registrations carry the same
+# small attributes (a metadata-only card: its class's defaults), and building the card to
+# validate them costs more than the rest of the decision. Only successes are kept; the result is
+# kept as JSON and loaded anew for every caller, so no two records share a mutable value.
+_ATTRIBUTES_CACHE: dict[tuple[type[Card], bytes], bytes] = {}
+_ATTRIBUTES_CACHE_MAX = 4096
+_ATTRIBUTES_KEY_MAX = 1024  # bytes of JSON; larger attributes are validated every time
+
+
+# Only plain JSON values (what a decoded command holds) take part: a UUID object or an enum
+# could serialise like a string and validate differently, so it never shares an entry with one.
+def _attributes_key(cls: type[Card], attributes: dict[str, Any]) -> tuple[type[Card], bytes] | None:
+    try:
+        raw = orjson.dumps(attributes)
+    except TypeError:  # orjson.JSONEncodeError: big ints, surrogates, ...
+        return None
+    if len(raw) > _ATTRIBUTES_KEY_MAX or not plain_json(attributes):
+        return None
+    return cls, raw
+
+
 def _validated_attributes(
+    cls: type[Card], command: AnyCommand, attributes: dict[str, Any]
+) -> dict[str, Any]:
+    # space and name do not take part: the command validated them with the card's own rule,
+    # so they can neither fail here nor change the attributes
+    key = _attributes_key(cls, attributes)
+    if key is not None:
+        hit = _ATTRIBUTES_CACHE.get(key)
+        if hit is not None:
+            return orjson.loads(hit)  # type: ignore[no-any-return]
+    result = _validate_attributes(cls, command, attributes)
+    if key is not None:
+        try:
+            value = orjson.dumps(result)
+        except TypeError:
+            return result
+        if len(_ATTRIBUTES_CACHE) >= _ATTRIBUTES_CACHE_MAX:
+            _ATTRIBUTES_CACHE.clear()
+        _ATTRIBUTES_CACHE[key] = value
+    return result
+
+
+def _validate_attributes(
     cls: type[Card], command: AnyCommand, attributes: dict[str, Any]
 ) -> dict[str, Any]:
     try:

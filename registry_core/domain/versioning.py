@@ -161,6 +161,19 @@ def _bump_free(
     pre_tag: str,
     build_tag: str,
 ) -> str:
+    if version_type in RELEASE_BUMPS and recent.prerelease is None and recent.build is None:
+        # The common request (a release bump of a release), as text without building the next
+        # Version: the same string str(_bump(...)) gives, when it is free and in range.
+        major, minor, patch = recent.major, recent.minor, recent.patch
+        if version_type is VersionType.MAJOR:
+            major, minor, patch = major + 1, 0, 0
+        elif version_type is VersionType.MINOR:
+            minor, patch = minor + 1, 0
+        else:
+            patch += 1
+        text = f"{major}.{minor}.{patch}"
+        if text not in taken and max(major, minor, patch) <= MAX_PART:
+            return text
     candidate = _bump(recent, version_type, taken, pre_tag, build_tag)
     while str(candidate) in taken:  # a safety net: bumps of the newest version are always free
         candidate = _bump(candidate, version_type, taken, pre_tag, build_tag)

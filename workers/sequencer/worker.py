@@ -9,8 +9,10 @@ and the projection always commit together. See docs/architecture.md for the exac
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hashlib
+import logging
 import os
 import signal
 import time
@@ -50,7 +52,7 @@ from registry_core.domain.events import (
     event_id_for,
 )
 from registry_core.domain.versioning import latest
-from registry_core.messaging import ContiguousReader, ensure_topics
+from registry_core.messaging import ContiguousReader, FetchPace, ensure_topics
 from registry_core.persistence import db
 from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
 from registry_core.persistence.projection import LoggedEvent, claim_epoch, get_tracking, project
@@ -65,6 +67,18 @@ log = structlog.get_logger("opsml.sequencer")
 _ONCE = [False, False]  # once per process: [open-commands warning, gc.freeze()]
 CATCH_UP_CHUNK = 2000
 STATE_CACHE_MAX = 200_000
+EVENT_BATCH_BYTES = 512 * 1024
+
+
+# Version strings repeat across names ("1.3.0" in every name): parse each once. semver's
+# Version is immutable, so the cached objects can be shared by every name's state.
+_parse_version = functools.lru_cache(maxsize=65_536)(semver.Version.parse)
+
+
+def _info_enabled() -> bool:
+    """Would log.info write anything (structlog's filtering loggers answer without work)?"""
+    enabled = getattr(log, "is_enabled_for", None)
+    return True if enabled is None else bool(enabled(logging.INFO))
 
 
 def _now() -> datetime:
@@ -91,6 +105,11 @@ class Sequencer:
         # events are acknowledged by Kafka and before the projection commits.
         self.fault = fault if fault is not None else os.environ.get("OPSML_FAULT_INJECT")
         self.conn: asyncpg.Connection | None = None
+        # A second connection for the next batch's outcome check while the previous batch is
+        # still being projected on `conn` (settings.worker_pipeline; see process()).
+        self.read_conn: asyncpg.Connection | None = None
+        self._pending: asyncio.Task[None] | None = None  # the previous batch's projection
+        self._inflight_ids: set[UUID] = set()  # that batch's command ids
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.epoch = 0
@@ -133,11 +152,17 @@ class Sequencer:
             await db.migrate(self.conn)
             if not await self._acquire_lock(stop):
                 return
+            if s.worker_pipeline:
+                self.read_conn = await db.connect(s.dsn)
             self.producer = AIOKafkaProducer(
                 bootstrap_servers=s.kafka_bootstrap_servers,
                 acks="all",
                 enable_idempotence=False,  # not supported by Tansu; not needed (see docs)
                 linger_ms=0,
+                # A batch's events go out as one record batch, so one produce round trip
+                # (aiokafka sends one request at a time per broker, with one record batch per
+                # partition): up to 512 KiB rather than 16 KiB.
+                max_batch_size=EVENT_BATCH_BYTES,
                 max_request_size=max(s.max_command_bytes * 2, 1_048_576),
                 request_timeout_ms=s.kafka_request_timeout_ms,
                 **s.kafka_client_kwargs(),
@@ -149,6 +174,8 @@ class Sequencer:
             finally:
                 await self.producer.stop()
         finally:
+            if self.read_conn is not None:
+                await self.read_conn.close()
             await self.conn.close()
             await asyncio.gather(*self._cleanup, return_exceptions=True)
             await self.store.close()
@@ -297,6 +324,12 @@ class Sequencer:
                 gc.collect()
                 gc.freeze()
             log.info("consuming commands", from_offset=reader.position)
+            pace = FetchPace(
+                self.consumer,
+                idle_ms=self.s.kafka_fetch_max_wait_ms,
+                busy_ms=self.s.kafka_fetch_max_wait_busy_ms,
+                window_s=self.s.worker_busy_window_s,
+            )
             while not stop.is_set():
                 try:
                     records = await reader.read(timeout_ms=500, max_records=self.s.worker_batch_max)
@@ -307,10 +340,23 @@ class Sequencer:
                         " the broker, or republish the log with `opsml replay --republish`"
                         " (docs/events.md)"
                     ) from exc
+                pace.saw(len(records))
                 if records:
                     await self.process(records)
+                elif self._pending is not None:
+                    await self._drain()  # quiet: finish the last batch's projection now
         finally:
-            await self.consumer.stop()
+            try:
+                await self._drain()
+            finally:
+                await self.consumer.stop()
+
+    async def _drain(self) -> None:
+        """Wait for the previous batch's projection; raises what it raised (e.g. Fenced)."""
+        task, self._pending = self._pending, None
+        self._inflight_ids = set()
+        if task is not None:
+            await task
 
     async def process(self, records: Sequence[ConsumerRecord]) -> None:
         assert self.conn is not None and self.producer is not None
@@ -318,26 +364,48 @@ class Sequencer:
             (rec, decode_command(rec.value, max_bytes=self.s.max_command_bytes)) for rec in records
         ]
         ids = [self._command_id(rec, item) for rec, item in decoded]
-        known = {
-            r["command_id"] for r in await self.conn.fetch(Q["known_outcomes"], list(set(ids)))
-        }
-        await self._load_states({item.key for _, item in decoded if isinstance(item, RegisterCard)})
+        keys = {item.key for _, item in decoded if isinstance(item, RegisterCard)}
         wanted = {
             uid
             for _, item in decoded
             if not isinstance(item, UndecodableCommand)
             for uid in referenced_uids(item)
         }
-        refs = await self._load_refs(wanted)
-        sources = await self._check_artifacts(
-            [item for _, item in decoded if isinstance(item, RegisterCard) and item.artifacts]
+        with_files = [
+            item for _, item in decoded if isinstance(item, RegisterCard) and item.artifacts
+        ]
+        # The previous batch may still be being projected (on `conn`). This batch is decided
+        # meanwhile only when all it reads is the outcome check (on `read_conn`, which sees the
+        # committed outcomes; the previous batch's own ids are added from memory) and tokens:
+        # names already in the state cache (the previous batch's registrations are in it), no
+        # card records (updates, deletes, lineage) and no artifacts, whose rows that projection
+        # may be writing. Otherwise it waits for that projection first, as before. Either way
+        # nothing of this batch is published before the previous one is committed, so at most
+        # one batch is ever published and not projected - what catch-up handles after a crash.
+        overlap = (
+            self._pending is not None
+            and self.read_conn is not None
+            and not wanted
+            and not with_files
+            and all(k in self.states for k in keys)
         )
+        if not overlap:
+            await self._drain()
+        conn = self.read_conn if overlap else self.conn
+        assert conn is not None
+        unique = set(ids)
+        known = {r["command_id"] for r in await conn.fetch(Q["known_outcomes"], list(unique))}
+        known |= self._inflight_ids & unique
+        await self._load_states(keys)
+        refs = await self._load_refs(wanted)
+        sources = await self._check_artifacts(with_files)
         denied = {}
         if self.authz is not None:
             triples = [(r, i, c) for (r, i), c in zip(decoded, ids, strict=True)]
-            denied = await self.authz.denied(self.conn, triples)
+            denied = await self.authz.denied(conn, triples)
 
         events: list[Event] = []
+        verbose = _info_enabled()
         seen: set[UUID] = set()
         duplicates = 0
         for (rec, item), cid in zip(decoded, ids, strict=True):
@@ -362,16 +430,16 @@ class Sequencer:
                     )
                 )
                 continue
-            events.extend(self._decide_one(item, cid, ctx, refs))
+            events.extend(self._decide_one(item, cid, ctx, refs, verbose))
 
         # Artifacts are in place (and card.json beside them) before any event points at them.
         await self._finalize(
             [e for e in events if isinstance(e, CardRegistered) and e.card.artifacts], sources
         )
 
+        payloads = [encode(ev) for ev in events]  # once: the same JSON to Kafka and the archive
+        await self._drain()  # the previous batch is committed before this one is published
         if events:
-            # Each event is serialised once: the same JSON goes to Kafka and to the archive.
-            payloads = [encode(ev) for ev in events]
             if self.fault == "duplicate-publish":
                 # what a produce retried across a broker failure leaves: an unacknowledged
                 # first copy of an event before the acknowledged one
@@ -379,16 +447,10 @@ class Sequencer:
                 await self.producer.send_and_wait(
                     self.s.events_topic, payloads[0], key=_event_key(events[0]), partition=0
                 )
-            futures = [
-                await self.producer.send(
-                    self.s.events_topic, payload, key=_event_key(ev), partition=0
-                )
-                for ev, payload in zip(events, payloads, strict=True)
-            ]
-            metadata = await asyncio.gather(*futures)
+            offsets = await self._publish(events, payloads)
             logged = [
-                LoggedEvent(md.offset, ev, True, payload.decode())
-                for md, ev, payload in zip(metadata, events, payloads, strict=True)
+                LoggedEvent(offset, ev, True, payload)
+                for offset, ev, payload in zip(offsets, events, payloads, strict=True)
             ]
             logged, copies = await self._with_unacknowledged_copies(logged)
         else:
@@ -396,6 +458,23 @@ class Sequencer:
         if self.fault == "after-publish" and events:
             log.warning("fault injection: SIGKILL after publishing, before projecting")
             os.kill(os.getpid(), signal.SIGKILL)
+        self._pending = asyncio.create_task(
+            self._project(records, decoded, events, logged, copies, duplicates)
+        )
+        self._inflight_ids = unique
+        if self.read_conn is None:
+            await self._drain()  # no pipeline: one batch at a time
+
+    async def _project(
+        self,
+        records: Sequence[ConsumerRecord],
+        decoded: list[Any],
+        events: list[Event],
+        logged: list[LoggedEvent],
+        copies: bool,
+        duplicates: int,
+    ) -> None:
+        assert self.conn is not None
         await project(
             self.conn,
             tracking_name=self.s.worker_name,
@@ -416,6 +495,35 @@ class Sequencer:
             duplicates=duplicates,
             last_offset=records[-1].offset,
         )
+
+    async def _publish(self, events: list[Event], payloads: list[bytes]) -> list[int]:
+        """Publish the batch's events in order and return each one's offset once Kafka has
+        acknowledged all of them.
+
+        The records go straight into record batches (`create_batch` / `send_batch`) instead of
+        one `send()` each, which costs a future, a coroutine and the accumulator's bookkeeping
+        per record. A batch's records get consecutive offsets from its base offset, the same
+        arithmetic aiokafka applies to the futures of `send()`; batches are queued in order on
+        the one partition (each waits for the previous one to drain), and the producer retries
+        a failed batch as it would retry `send()`'s."""
+        assert self.producer is not None
+        topic = self.s.events_topic
+        sent: list[tuple[asyncio.Future[Any], list[int]]] = []
+        batch = self.producer.create_batch()
+        relative: list[int] = []
+        for ev, payload in zip(events, payloads, strict=True):
+            key = _event_key(ev)
+            meta = batch.append(key=key, value=payload, timestamp=None)
+            if meta is None:  # full: queue it, start the next (an empty batch takes any record)
+                sent.append((await self.producer.send_batch(batch, topic, partition=0), relative))
+                batch, relative = self.producer.create_batch(), []
+                meta = batch.append(key=key, value=payload, timestamp=None)
+                assert meta is not None
+            relative.append(meta.offset)
+        if relative:
+            sent.append((await self.producer.send_batch(batch, topic, partition=0), relative))
+        acked = await asyncio.gather(*(future for future, _ in sent))
+        return [md.offset + r for md, (_, rel) in zip(acked, sent, strict=True) for r in rel]
 
     async def _with_unacknowledged_copies(
         self, logged: list[LoggedEvent]
@@ -485,6 +593,7 @@ class Sequencer:
         cid: UUID,
         ctx: Context,
         refs: dict[UUID, CardRecord],
+        verbose: bool = True,
     ) -> list[Event]:
         if isinstance(item, UndecodableCommand):
             log.warning(
@@ -511,6 +620,8 @@ class Sequencer:
             return [
                 reject(cid, error, ctx, registry=item.registry, space=item.space, name=item.name)
             ]
+        if not verbose:
+            return events  # (the arguments below cost more than the decision's bookkeeping)
         for ev in events:
             if isinstance(ev, CardRegistered | CardUpdated | CardDeleted):
                 log.info(
@@ -660,8 +771,15 @@ class Sequencer:
         for ev in events:
             if isinstance(ev, CardRegistered):
                 versions.add(ev.card.version)
-                v = semver.Version.parse(ev.card.version)
-                newest = v if newest is None or v > newest else newest
+                v = _parse_version(ev.card.version)
+                if newest is None:
+                    newest = v
+                elif v.prerelease is None and newest.prerelease is None:
+                    # releases: precedence is the numbers (build metadata does not count)
+                    if (v.major, v.minor, v.patch) > (newest.major, newest.minor, newest.patch):
+                        newest = v
+                elif v > newest:
+                    newest = v
         self.states[key] = NameState(versions, newest)
 
     async def _load_refs(self, uids: set[UUID]) -> dict[UUID, CardRecord]:
