@@ -11,6 +11,7 @@ from uuid import UUID
 
 import asyncpg
 import orjson
+import structlog
 
 from registry_core.domain.artifacts import card_prefix
 from registry_core.domain.cards import CARD_CLASSES, CardRecord, lineage_uids
@@ -23,6 +24,8 @@ from registry_core.domain.events import (
 )
 from registry_core.domain.versioning import sort_parts
 from registry_core.persistence.db import Q
+
+log = structlog.get_logger(__name__)
 
 NOTIFY_CHUNK = 200  # command ids per NOTIFY payload (payloads are limited to 8000 bytes)
 
@@ -49,20 +52,26 @@ class LoggedEvent:
     applied: bool
     # The event's JSON as published (the live worker encodes each event once, for Kafka and for
     # the archive); None: serialise `event` here.
-    payload: str | None = None
+    payload: str | bytes | None = None
 
 
-def card_row(event: CardRegistered, offset: int) -> tuple[object, ...]:
+def card_row(event: CardRegistered, offset: int) -> dict[str, object]:
     c = event.card
     major, minor, patch, pre_key = _sort_parts(c.version)
-    return (
-        c.uid, c.registry.value, c.space, c.name, c.version, major, minor, patch, pre_key,
-        c.card_type, c.tags, c.description, c.metadata, c.attributes, c.status, c.created_at,
-        c.command_id, c.actor, offset, [a.model_dump(mode="json") for a in c.artifacts],
-    )  # fmt: skip
+    return {
+        "uid": c.uid, "registry": c.registry.value, "space": c.space, "name": c.name,
+        "version": c.version, "major": major, "minor": minor, "patch": patch, "pre_key": pre_key,
+        "card_type": c.card_type, "tags": c.tags, "description": c.description,
+        "metadata": c.metadata, "attributes": c.attributes, "status": c.status,
+        "created_at": c.created_at, "command_id": c.command_id, "actor": c.actor,
+        "event_offset": offset,
+        "artifacts": [a.model_dump(mode="json") for a in c.artifacts] if c.artifacts else [],
+    }  # fmt: skip
 
 
 def artifact_rows(card: CardRecord) -> list[tuple[object, ...]]:
+    if not card.artifacts:
+        return []
     prefix = card_prefix(card.registry.value, card.space, card.name, card.version)
     return [
         (card.registry.value, card.space, a.sha256, f"{prefix}/{a.path}", a.size, card.uid)
@@ -70,48 +79,91 @@ def artifact_rows(card: CardRecord) -> list[tuple[object, ...]]:
     ]
 
 
-def outcome_row(event: Event, offset: int) -> tuple[object, ...] | None:
+_OUTCOME_STATUS = {"card_registered": "registered", "card_updated": "updated"}
+
+
+def outcome_row(event: Event, offset: int) -> dict[str, object] | None:
     if isinstance(event, CardRegistered | CardUpdated | CardDeleted):
         c = event.card
-        status = {"card_registered": "registered", "card_updated": "updated"}.get(
-            event.type, "deleted"
-        )
-        return (
-            event.command_id, status, c.uid, c.version, None, None, c.registry.value,
-            c.space, c.name, event.command_offset, offset, event.occurred_at,
-        )  # fmt: skip
+        return {
+            "command_id": event.command_id, "status": _OUTCOME_STATUS.get(event.type, "deleted"),
+            "uid": c.uid, "version": c.version, "error_code": None, "reason": None,
+            "registry": c.registry.value, "space": c.space, "name": c.name,
+            "command_offset": event.command_offset, "event_offset": offset,
+            "decided_at": event.occurred_at,
+        }  # fmt: skip
     if isinstance(event, CommandRejected):
-        return (
-            event.command_id, "rejected", None, None, event.error_code, event.reason,
-            event.registry.value if event.registry else None, event.space, event.name,
-            event.command_offset, offset, event.occurred_at,
-        )  # fmt: skip
+        return {
+            "command_id": event.command_id, "status": "rejected", "uid": None, "version": None,
+            "error_code": event.error_code, "reason": event.reason,
+            "registry": event.registry.value if event.registry else None, "space": event.space,
+            "name": event.name, "command_offset": event.command_offset, "event_offset": offset,
+            "decided_at": event.occurred_at,
+        }  # fmt: skip
     return None
 
 
 def lineage_rows(card: CardRecord) -> list[tuple[object, ...]]:
+    """The lineage table's rows of a card. A reference that is not a uuid (only a hand-written
+    event can carry one: the sequencer validates attributes) gets no row, and a warning; the
+    card itself, with its attributes as logged, is projected as usual."""
     cls = CARD_CLASSES.get(card.card_type)
     if cls is None:
         return []
     rows: list[tuple[object, ...]] = []
     for field_name in cls.lineage_fields:
-        for ref in lineage_uids(cls, {field_name: card.attributes.get(field_name)}):
-            rows.append((card.uid, ref, field_name))
+        value = card.attributes.get(field_name)
+        if value is None or value == []:
+            continue  # nothing referenced (most cards)
+        for item in value if isinstance(value, list) else [value]:
+            try:
+                refs = lineage_uids(cls, {field_name: item})
+            except (ValueError, TypeError, AttributeError):
+                log.warning(
+                    "a lineage reference that is not a uuid: no lineage row",
+                    uid=str(card.uid),
+                    field=field_name,
+                    value=repr(item)[:80],
+                )
+                continue
+            rows.extend((card.uid, ref, field_name) for ref in refs)
     return rows
+
+
+_INT32 = 2**31 - 1
 
 
 def metric_rows(card: CardRecord) -> list[tuple[object, ...]]:
+    """The run_metrics rows of a card, `seq` being the metric's position in the list. A metric
+    the table cannot hold (only a hand-written event can carry one: the sequencer validates
+    attributes) gets no row, and a warning; the card keeps it in its attributes."""
+    metrics = card.attributes.get("metrics")
+    if not metrics:
+        return []
     rows: list[tuple[object, ...]] = []
-    for seq, m in enumerate(card.attributes.get("metrics") or []):
-        ts = m.get("timestamp")
-        rows.append(
-            (card.uid, seq, m["name"], m.get("step"), float(m["value"]),
-             datetime.fromisoformat(ts) if isinstance(ts, str) else ts)
-        )  # fmt: skip
+    for seq, m in enumerate(metrics if isinstance(metrics, list) else ()):
+        try:
+            name, step, ts = m["name"], m.get("step"), m.get("timestamp")
+            value = float(m["value"])  # (what the model admits: numbers, numeric text)
+            if type(name) is not str or not (
+                step is None or (type(step) is int and 0 <= step <= _INT32)
+            ):
+                raise TypeError("a name that is not text or a step that is not an int32")
+            logged_at = datetime.fromisoformat(ts) if isinstance(ts, str) else ts
+            if not (logged_at is None or isinstance(logged_at, datetime)):
+                raise TypeError("timestamp is not a time")
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("a metric the run_metrics table cannot hold: no row", uid=str(card.uid),
+                        seq=seq, error=str(exc), metric=repr(m)[:120])  # fmt: skip
+            continue
+        rows.append((card.uid, seq, name, step, value, logged_at))
+    if not isinstance(metrics, list):
+        log.warning("metrics that are not a list: no rows", uid=str(card.uid))
     return rows
 
 
-# Column names of the rows built below, in order (the keys of project_batch's JSON rows).
+# Column names of the rows built here, in order (the keys of project_batch's JSON rows; the
+# rows are built as dicts with these keys, tests/unit/test_sequencer_fast_paths.py checks them).
 ARCHIVE_COLUMNS = ("event_offset", "event_id", "event_type", "command_id", "epoch",
                    "schema_version", "applied", "occurred_at", "payload")  # fmt: skip
 CARD_COLUMNS = ("uid", "registry", "space", "name", "version", "major", "minor", "patch",
@@ -121,11 +173,10 @@ OUTCOME_COLUMNS = ("command_id", "status", "uid", "version", "error_code", "reas
                    "space", "name", "command_offset", "event_offset", "decided_at")  # fmt: skip
 
 
-def _json_rows(columns: tuple[str, ...], rows: list[tuple[object, ...]]) -> str:
+def _json_rows(rows: list[dict[str, object]]) -> str:
     """Rows as one JSON array of objects, for json_populate_recordset (orjson writes UUIDs and
     aware datetimes in forms Postgres reads back exactly; jsonb values nest as JSON)."""
-    rows_json = [dict(zip(columns, r, strict=True)) for r in rows]
-    return orjson.dumps(rows_json, default=_uuid_text, option=orjson.OPT_NAIVE_UTC).decode()
+    return orjson.dumps(rows, default=_uuid_text, option=orjson.OPT_NAIVE_UTC).decode()
 
 
 def _uuid_text(value: object) -> str:
@@ -155,9 +206,9 @@ async def project(
     (`project_batch`); a live batch of registrations and rejections is therefore one round trip
     and one (implicit) transaction. Updates, deletes, artifacts, lineage and metrics add
     statements, and then the whole batch runs in an explicit transaction."""
-    archive: list[tuple[object, ...]] = []
-    cards: list[tuple[object, ...]] = []
-    outcomes: list[tuple[object, ...]] = []
+    archive: list[dict[str, object]] = []
+    cards: list[dict[str, object]] = []
+    outcomes: list[dict[str, object]] = []
     lineage: list[tuple[object, ...]] = []
     metrics: list[tuple[object, ...]] = []
     stored: list[tuple[object, ...]] = []
@@ -181,10 +232,12 @@ async def project(
                     decided.add(ev.command_id)
             payload = item.payload
             if payload is None:
-                payload = orjson.dumps(ev.model_dump(mode="json")).decode()
+                payload = orjson.dumps(ev.model_dump(mode="json"))
             archive.append(
-                (item.offset, ev.event_id, ev.type, ev.command_id, ev.epoch, ev.schema_version,
-                 applied, ev.occurred_at, orjson.Fragment(payload))
+                {"event_offset": item.offset, "event_id": ev.event_id, "event_type": ev.type,
+                 "command_id": ev.command_id, "epoch": ev.epoch,
+                 "schema_version": ev.schema_version, "applied": applied,
+                 "occurred_at": ev.occurred_at, "payload": orjson.Fragment(payload)}
             )  # fmt: skip
             max_offset = max(max_offset, item.offset)
             if not applied:
@@ -211,8 +264,7 @@ async def project(
         row = await conn.fetchrow(
             Q["project_batch"],
             tracking_name, max_cmd, max_offset, max_epoch, epoch,
-            _json_rows(ARCHIVE_COLUMNS, archive), _json_rows(CARD_COLUMNS, cards),
-            _json_rows(OUTCOME_COLUMNS, outcomes), chunks,
+            _json_rows(archive), _json_rows(cards), _json_rows(outcomes), chunks,
         )  # fmt: skip
         if not row["ok"]:
             current = await get_tracking(conn, tracking_name)

@@ -6,6 +6,10 @@ deleted cards)."""
 
 from __future__ import annotations
 
+import asyncio
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +19,7 @@ import asyncpg
 import orjson
 import pytest
 
+from client import AsyncCardRegistry, RunCard
 from registry_core.contracts.codec import encode
 from registry_core.domain.cards import CardRecord, RegistryType
 from registry_core.domain.events import (
@@ -28,9 +33,10 @@ from registry_core.domain.events import (
 )
 from registry_core.persistence import db
 from registry_core.persistence.projection import claim_epoch
+from tests.conftest import Stack
 from workers.replay import ReplayStats
 from workers.replay.bulk import bulk_load, bulk_supported
-from workers.replay.compare import compare
+from workers.replay.compare import compare, compare_table
 from workers.replay.rebuild import project_batches
 from workers.replay.schemas import connect_in, create_rebuild_schema
 
@@ -140,6 +146,17 @@ def build_log() -> list[bytes | None]:
     log.pop()
     raw["card"]["created_at"] = raw["card"]["created_at"].replace("Z", "+00:00")
     log.append(orjson.dumps(dict(reversed(list(raw.items())))))
+    # hand-written attributes the sequencer would have refused: a metric that is not a number,
+    # one that is not an object, lineage references that are not uuids. The cards are kept; the
+    # bad entries get no metric or lineage row, on both paths (and the replay does not fail).
+    register(_card(uuid.uuid4(), "run", "odd-run", "1.0.0", 24, attributes={
+        "metrics": [{"name": "acc", "value": 0.9, "step": 0, "timestamp": None},
+                    {"name": "acc", "value": "abc"}, "not a metric",
+                    {"name": "acc", "value": 1.0, "step": -1}],
+        "datacard_uids": [str(data.uid), "nope"],
+    }))  # fmt: skip
+    register(_card(uuid.uuid4(), "model", "odd-model", "1.0.0", 25,
+                   attributes={"datacard_uid": "not-a-uuid"}))  # fmt: skip
     # garbage, an empty record, an event of a newer schema version
     log.append(b"\xff not json")
     log.append(None)
@@ -207,8 +224,11 @@ async def test_bulk_path_builds_the_same_tables_as_the_live_projection(database_
         ]  # fmt: skip
         assert all(d.equal for d in diffs), [d.describe() for d in diffs if not d.equal]
         counts = {d.table: d.live_rows for d in diffs}
-        assert counts["artifacts"] == 1 and counts["run_metrics"] == 1
-        assert counts["lineage"] == 2  # model -> data, run -> model (run -> data was removed)
+        assert counts["artifacts"] == 1 and counts["run_metrics"] == 2  # exp's, odd-run's good one
+        # model -> data, run -> model (run -> data was removed), odd-run -> data
+        assert counts["lineage"] == 3
+        odd_cards = "SELECT count(*) FROM opsml_rebuild_2.cards WHERE name LIKE 'odd-%'"
+        assert await live.fetchval(odd_cards) == 2  # both cards with bad attributes are kept
         # the same tracking, and the same indexes and constraints by name and definition
         q = "SELECT command_offset, event_offset, max_epoch FROM {}.tracking"
         assert await live.fetch(q.format("opsml_rebuild_1")) == await live.fetch(
@@ -221,6 +241,15 @@ async def test_bulk_path_builds_the_same_tables_as_the_live_projection(database_
         ref_idx = [tuple(r) for r in await live.fetch(q, "opsml_rebuild_1")]
         assert ref_idx == [tuple(r) for r in await live.fetch(q, "opsml_rebuild_2")]
         assert len(ref_idx) >= 15
+        # and the same constraints: primary keys come back as primary keys (not as unique)
+        q = (
+            "SELECT c.relname, k.conname, k.contype::text FROM pg_constraint k JOIN pg_class c"
+            " ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = $1 ORDER BY 1, 2"
+        )
+        ref_cons = [tuple(r) for r in await live.fetch(q, "opsml_rebuild_1")]
+        assert ref_cons == [tuple(r) for r in await live.fetch(q, "opsml_rebuild_2")]
+        assert ("event_log", "event_log_pkey", "p") in ref_cons
     finally:
         await live.close()
 
@@ -246,5 +275,70 @@ async def test_a_constraint_violation_in_the_log_fails_the_bulk_load(database_ur
                 database_url, "opsml_rebuild_1", _batches(log, 10), tracking_name="sequencer",
                 max_epoch=0, stats=ReplayStats(), connect=connect_in,
             )  # fmt: skip
+    finally:
+        await live.close()
+
+
+async def test_cli_replay_no_bulk_uses_the_projection_path(stack: Stack) -> None:
+    """`opsml replay --no-bulk` rebuilds through the live projection, batch by batch; both paths
+    verify identical against the live tables."""
+    async with AsyncCardRegistry("run", tracking_uri=stack.url) as run:
+        for i in range(5):
+            await run.register_card(RunCard(space="demo", name=f"cli{i % 2}", tags={"i": str(i)}))
+    for flags, path in ((["--no-bulk"], "bulk=False"), ([], "bulk=True")):
+        proc = await asyncio.to_thread(
+            subprocess.run,
+            [sys.executable, "-m", "workers.cli", "replay", "--verify-only", *flags],
+            env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        output = proc.stdout + proc.stderr
+        assert proc.returncode == 0, output
+        assert "identical" in proc.stdout and "DIFFERENT" not in proc.stdout, output
+        assert path in output, output
+
+
+async def test_the_archive_compares_as_json_values_not_texts(database_url: str) -> None:
+    """event_log.payload is `json` (migration 0005): texts of the same JSON value (key order,
+    spacing, another encoder) compare equal, and a different value is reported with the row."""
+    log = build_log()[:4]
+    live = await db.connect(database_url)
+    try:
+        for schema in ("opsml_rebuild_1", "opsml_rebuild_2"):
+            await create_rebuild_schema(database_url, live, schema)
+            conn = await connect_in(database_url, schema)
+            await claim_epoch(conn, "sequencer")
+            await project_batches(
+                conn, _batches(log, 10), tracking_name="sequencer", stats=ReplayStats()
+            )
+            await conn.close()
+        kind = await live.fetchval(
+            "SELECT data_type FROM information_schema.columns WHERE table_schema ="
+            " 'opsml_rebuild_1' AND table_name = 'event_log' AND column_name = 'payload'"
+        )
+        assert kind == "json"
+        diff = await compare_table(live, "opsml_rebuild_1", "opsml_rebuild_2", "event_log")
+        assert diff.equal and diff.live_rows == 4
+
+        # the same value in another text: keys reversed, indented
+        raw = orjson.loads(log[1] or b"")
+        other = orjson.dumps(dict(reversed(list(raw.items()))), option=orjson.OPT_INDENT_2)
+        set_payload = (
+            "UPDATE opsml_rebuild_2.event_log SET payload = $1::json WHERE event_offset = 1"
+        )
+        await live.execute(set_payload, other.decode())
+        assert await live.fetchval(
+            "SELECT a.payload::text <> b.payload::text FROM opsml_rebuild_1.event_log a"
+            " JOIN opsml_rebuild_2.event_log b USING (event_offset) WHERE event_offset = 1"
+        )
+        diff = await compare_table(live, "opsml_rebuild_1", "opsml_rebuild_2", "event_log")
+        assert diff.equal, diff.describe()
+
+        # another value
+        raw["card"]["description"] = "edited"
+        await live.execute(set_payload, orjson.dumps(raw).decode())
+        diff = await compare_table(live, "opsml_rebuild_1", "opsml_rebuild_2", "event_log")
+        assert not diff.equal and (diff.only_live, diff.only_rebuild) == (1, 1)
+        assert diff.sample_rebuild[0]["payload"]["card"]["description"] == "edited"
+        assert "event_log: DIFFERENT" in diff.describe()
     finally:
         await live.close()

@@ -10,6 +10,7 @@ so only a rebuild archives them (always with applied = false).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -77,23 +78,41 @@ class TableDiff:
         return "\n".join(lines)
 
 
-async def _columns(conn: asyncpg.Connection, schema: str, table: str) -> list[str]:
+async def _columns(conn: asyncpg.Connection, schema: str, table: str) -> dict[str, str]:
+    """Column name -> data type, in column order."""
     rows = await conn.fetch(
-        "SELECT column_name FROM information_schema.columns"
+        "SELECT column_name, data_type FROM information_schema.columns"
         " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
         schema,
         table,
     )
-    return [r["column_name"] for r in rows]
+    return {r["column_name"]: r["data_type"] for r in rows}
+
+
+def _column(c: str, json_columns: Collection[str]) -> str:
+    """A column as compared. A `json` column (the archived payloads) is compared as jsonb: json
+    has no equality operator (EXCEPT needs one), and two texts of the same JSON value (key
+    order, spacing) are the same event."""
+    return f"{ident(c)}::jsonb" if c in json_columns else ident(c)
+
+
+def _select_list(columns: list[str], json_columns: Collection[str]) -> str:
+    return ", ".join(f"{_column(c, json_columns)} AS {ident(c)}" for c in columns)
 
 
 async def checksum(
-    conn: asyncpg.Connection, schema: str, table: str, columns: list[str], order: list[str]
+    conn: asyncpg.Connection,
+    schema: str,
+    table: str,
+    columns: list[str],
+    order: list[str],
+    json_columns: Collection[str] = (),
 ) -> tuple[int, str]:
     """Row count and the md5 of the rows' md5s (of their text forms, columns in the given order)
     in key order. Hashing each row first keeps the aggregated string at 32 bytes a row: the
-    rows' text itself would pass Postgres' 1 GB string limit near a million events."""
-    cols = ", ".join(ident(c) for c in columns)
+    rows' text itself would pass Postgres' 1 GB string limit near a million events. The
+    `json_columns` are hashed in their jsonb form (see _column)."""
+    cols = ", ".join(_column(c, json_columns) for c in columns)
     by = ", ".join(ident(c) for c in order)
     row = await conn.fetchrow(
         f"SELECT count(*) AS n, md5(coalesce(string_agg(md5(ROW({cols})::text), ''"
@@ -117,9 +136,19 @@ async def compare_table(
     live_cols = await _columns(conn, live, table)
     rebuild_cols = await _columns(conn, rebuild, table)
     common = [c for c in live_cols if c in rebuild_cols]
-    order = [c for c in await primary_key(conn, live, table) if c in common] or common
+    order = [c for c in await primary_key(conn, live, table) if c in common] or [
+        c
+        for c in common
+        if "json" not in (live_cols[c], rebuild_cols[c])  # (no order on json)
+    ]
     n_live, h_live = await checksum(conn, live, table, common, order)
     n_rebuild, h_rebuild = await checksum(other, rebuild, table, common, order)
+    json_columns = {c for c in common if "json" in (live_cols[c], rebuild_cols[c])}
+    if h_live != h_rebuild and json_columns:
+        # The texts differ; the same JSON values in another form (key order, spacing, from an
+        # older release's encoder) are still the same events: compare them as jsonb.
+        n_live, h_live = await checksum(conn, live, table, common, order, json_columns)
+        n_rebuild, h_rebuild = await checksum(other, rebuild, table, common, order, json_columns)
     diff = TableDiff(
         table, n_live, n_rebuild, h_live, h_rebuild,
         columns_only_live=[c for c in live_cols if c not in rebuild_cols],
@@ -127,7 +156,7 @@ async def compare_table(
     )  # fmt: skip
     if h_live == h_rebuild:
         return diff
-    cols = ", ".join(ident(c) for c in common)
+    cols = _select_list(common, json_columns)
     a, b = f"{ident(live)}.{ident(table)}", f"{ident(rebuild)}.{ident(table)}"
     only_live = f"SELECT {cols} FROM {a} EXCEPT ALL SELECT {cols} FROM {b}"
     only_rebuild = f"SELECT {cols} FROM {b} EXCEPT ALL SELECT {cols} FROM {a}"

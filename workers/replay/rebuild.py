@@ -87,6 +87,8 @@ class ReplayStats:
     undecodable: int = 0
     deferred: int = 0  # bulk path: events projected by project() after the load
     seconds: float = 0.0
+    # (phase, time.perf_counter() when it ended), from the start of the rebuild on (benchmarks)
+    marks: list[tuple[str, float]] = field(default_factory=list)
 
     @property
     def rate(self) -> float:
@@ -214,6 +216,7 @@ async def replay(
         stats = ReplayStats()
         use_bulk = bulk and await bulk_supported(rebuild, schema)
         t0 = time.perf_counter()
+        stats.marks.append(("start", t0))
         with progress_bar(console) as bar:
             task = bar.add_task(f"replay from {source}", total=target + 1)
             batches = (
@@ -233,6 +236,7 @@ async def replay(
                     rebuild, batches, tracking_name=name, stats=stats, progress=bar, task=task
                 )
         stats.seconds = time.perf_counter() - t0
+        stats.marks.append(("end", t0 + stats.seconds))
         log.info(
             "rebuilt", schema=schema, events=stats.events, applied=stats.applied,
             fenced=stats.fenced, undecodable=stats.undecodable, seconds=round(stats.seconds, 2),

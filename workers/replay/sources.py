@@ -4,6 +4,8 @@ order, from `start` up to and including `end`."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,6 +30,7 @@ WHERE event_offset >= $1 AND event_offset <= $2
 ORDER BY event_offset LIMIT $3
 """
 ARCHIVE_END = "SELECT coalesce(max(event_offset), -1) FROM event_log"
+READ_AHEAD = 8  # batches read from Kafka ahead of the caller (kafka_batches)
 
 
 def consumer_for(settings: Settings, **extra: Any) -> AIOKafkaConsumer:
@@ -81,21 +84,45 @@ async def kafka_batches(
     )
     await consumer.start()
     tp = TopicPartition(settings.events_topic, 0)
+    # Read ahead: aiokafka sends the next fetch only once its buffered records are taken, so a
+    # task takes them as they arrive (up to READ_AHEAD batches) while the caller works on
+    # earlier ones; otherwise every fetch (~12k events) would be a round trip of idle waiting.
+    ready: asyncio.Queue[Batch | BaseException | None] = asyncio.Queue(READ_AHEAD)
+
+    async def pump() -> None:
+        reader = ContiguousReader(consumer, tp, start)
+        try:
+            while reader.position <= end:
+                try:
+                    records = await reader.read(timeout_ms=500, max_records=batch_size)
+                except OffsetOutOfRangeError as exc:
+                    raise ReplayError(
+                        f"{settings.events_topic} has no offset {reader.position}: the broker"
+                        " lost data; use --source archive"
+                    ) from exc
+                batch = [(r.offset, r.value) for r in records if r.offset <= end]
+                if batch:
+                    await ready.put(batch)
+            await ready.put(None)
+        except Exception as exc:
+            await ready.put(exc)
+
+    task: asyncio.Task[None] | None = None
     try:
         consumer.assign([tp])
-        reader = ContiguousReader(consumer, tp, start)
-        while reader.position <= end:
-            try:
-                records = await reader.read(timeout_ms=500, max_records=batch_size)
-            except OffsetOutOfRangeError as exc:
-                raise ReplayError(
-                    f"{settings.events_topic} has no offset {reader.position}: the broker lost"
-                    " data; use --source archive"
-                ) from exc
-            batch = [(r.offset, r.value) for r in records if r.offset <= end]
-            if batch:
-                yield batch
+        task = asyncio.create_task(pump())
+        while True:
+            item = await ready.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
     finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await consumer.stop()
 
 
