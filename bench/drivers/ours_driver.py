@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
 from _common import main, sequential
 
 from client import AsyncCardRegistry, ModelCard, RunCard
+from registry_core.eventloop import new_event_loop
 
 
 class Ctx:
     def __init__(self, job: dict) -> None:
-        self.loop = asyncio.new_event_loop()
+        # the loop the sync CardRegistry runs its calls on (uvloop when installed), without the
+        # sync client's hop to its background thread
+        self.loop = new_event_loop()
         self.space = job["space"]
         self.reg = self.run(self._make(job["uri"]))
         # warm-up: fetch the client config and connect the Kafka producer
