@@ -77,12 +77,13 @@ async def _load(
     return ack_times
 
 
-def _recovery(restored_at: list[float], ack_times: list[float]) -> float:
-    """Longest time from a service coming back to the next acknowledged registration."""
+def _recovery(restored_at: list[float], ack_times: list[float], why: str = "") -> float:
+    """Longest time from a service coming back to the next acknowledged registration; `why`
+    (the clients' errors, the logs' last lines) goes into the failure message."""
     worst = 0.0
     for t in restored_at:
         after = [a for a in ack_times if a >= t]
-        assert after, "no registration was acknowledged after a restart: no recovery"
+        assert after, f"no registration was acknowledged after a restart: no recovery\n{why}"
         worst = max(worst, min(after) - t)
     return worst
 
@@ -127,8 +128,13 @@ async def test_postgres_restarted_under_load(kafka: str, tmp_path: Path) -> None
         t0 = time.monotonic()
         acks = await _load(stack, 6, 10, outcomes, chaos, rng=rng)
         elapsed = time.monotonic() - t0
-        recovery = _recovery(restored_at, acks)
         worker_log, api_log = stack.worker_log(), (tmp_path / "api.log").read_text()
+        recovery = _recovery(
+            restored_at,
+            acks,
+            f"client errors: {outcomes.errors[:3]}\nworker log:\n{worker_log[-3000:]}"
+            f"\nAPI log:\n{api_log[-2000:]}",
+        )
         print(
             f"\n{len(outcomes.acked)} acknowledged, {len(outcomes.errors)} client errors,"
             f" {restarts} Postgres restarts, {terminated} backends terminated in"

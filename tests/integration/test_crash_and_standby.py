@@ -98,3 +98,63 @@ async def test_second_worker_waits_as_standby_and_takes_over(stack: Stack) -> No
         stack.database_url, "SELECT version FROM cards WHERE name = 'churn' ORDER BY version"
     )
     assert [r["version"] for r in rows] == ["1.0.0", "1.1.0"]
+
+
+async def test_an_idle_worker_notices_its_lost_connection_and_restores_a_dropped_commit(
+    database_url: str, kafka: str, tmp_path: Path
+) -> None:
+    """A Postgres crash can drop commits it had already acknowledged (synchronous_commit=off,
+    or a failover to an asynchronous replica). If the sequencer's last batch is among them and
+    no command follows, the waiting clients never see their outcomes unless the idle sequencer
+    notices its connection died, starts again and catches up from the log. Here the crash's
+    loss is made by hand: the last registration's rows are removed and `tracking` is set back,
+    then every connection to the database is terminated, as a crash would."""
+    stack = Stack(database_url, kafka, tmp_path)
+    try:
+        stack.start_worker()
+        stack.start_api()
+        await stack.wait_active(epoch=1)
+        async with AsyncCardRegistry("run", tracking_uri=stack.url) as reg:
+            first = await reg.register_card(RunCard(space="crash", name="idle"))
+            (before,) = await fetch(database_url, "SELECT * FROM tracking")
+            second = await reg.register_card(RunCard(space="crash", name="idle"))
+            assert str(second.version) == "1.1.0"
+            (cid,) = await fetch(
+                database_url, "SELECT command_id FROM cards WHERE uid = $1", second.uid
+            )
+            await fetch(
+                database_url,
+                "WITH c AS (DELETE FROM cards WHERE uid = $1),"
+                " o AS (DELETE FROM command_outcomes WHERE command_id = $2),"
+                " e AS (DELETE FROM event_log WHERE event_offset > $3)"
+                " UPDATE tracking SET command_offset = $4, event_offset = $3",
+                second.uid,
+                cid["command_id"],
+                before["event_offset"],
+                before["command_offset"],
+            )
+            assert await fetch(database_url, "SELECT 1 FROM cards WHERE uid = $1", second.uid) == []
+            await fetch(
+                database_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            # No command follows: the worker has to notice by itself.
+            deadline = time.monotonic() + 20
+            while not await fetch(
+                database_url, "SELECT version FROM cards WHERE uid = $1", second.uid
+            ):
+                assert time.monotonic() < deadline, (
+                    "the idle worker did not restore the dropped registration:\n"
+                    + stack.worker_log()[-2000:]
+                )
+                await asyncio.sleep(0.1)
+            assert "closed while it was idle" in stack.worker_log()
+            # restored as first decided (caught up from the log, not decided again)
+            got = await reg.load_card(uid=second.uid)
+            assert str(got.version) == "1.1.0" and got.uid == second.uid
+            third = await reg.register_card(RunCard(space="crash", name="idle"))
+            assert str(third.version) == "1.2.0"
+            assert first.uid != second.uid != third.uid
+    finally:
+        stack.stop()

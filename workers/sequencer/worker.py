@@ -345,11 +345,30 @@ class Sequencer:
                     await self.process(records)
                 elif self._pending is not None:
                     await self._drain()  # quiet: finish the last batch's projection now
+                else:
+                    self._check_connections()
         finally:
             try:
                 await self._drain()
             finally:
                 await self.consumer.stop()
+
+    def _check_connections(self) -> None:
+        """While no commands come, the sequencer runs no query: without this check it would
+        not see its connection die until the next command. But that connection holds the
+        advisory lock (a standby may be taking over), and the server it died with may have lost
+        the last commits: a crash of a Postgres running with synchronous_commit=off, or a
+        failover to an asynchronous replica, keeps the events in Kafka and drops their
+        projection, so the clients waiting for those outcomes never see them. Ending the run
+        here (a transient error: the supervisor starts a fresh sequencer) re-takes the lock and
+        catches up from the log, which projects whatever the crash dropped (docs/reliability.md,
+        bug 21). asyncpg marks a connection closed as soon as the server closes the socket, so
+        this costs no round trip."""
+        for conn in (self.conn, self.read_conn):
+            if conn is not None and conn.is_closed():
+                raise asyncpg.InterfaceError(
+                    "the sequencer's database connection was closed while it was idle"
+                )
 
     async def _drain(self) -> None:
         """Wait for the previous batch's projection; raises what it raised (e.g. Fenced)."""
