@@ -50,12 +50,22 @@ async def _load(
     rng: random.Random,
     tail: float = 0.5,
 ) -> list[float]:
-    """`clients` registering cards until `chaos()` is over; returns the times of every ack."""
+    """`clients` registering cards until `chaos()` is over; returns the times of every ack.
+    The faults start once every client has had an answer from the registry: before that a client
+    gives up after `first_contact_seconds` (a wrong URL is reported, not retried for a minute),
+    and on a slow machine the first API kill could land inside that window."""
     done = asyncio.Event()
+    warm = asyncio.Event()
     ack_times: list[float] = []
+    answered = 0
 
     async def client(n: int) -> None:
+        nonlocal answered
         async with AsyncCardRegistry("run", tracking_uri=stack.url) as reg:
+            await reg.config()
+            answered += 1
+            if answered == clients:
+                warm.set()
             i = 0
             while not done.is_set():
                 card = RunCard(space=SPACE, name=f"n{rng.randrange(names)}")
@@ -68,6 +78,7 @@ async def _load(
     retried_before = Counter(retry.RETRIED)
     tasks = [asyncio.create_task(client(n)) for n in range(clients)]
     try:
+        await asyncio.wait_for(warm.wait(), 60)
         await chaos()
         await asyncio.sleep(tail)  # a last stretch of normal traffic after the final fault
     finally:

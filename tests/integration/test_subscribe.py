@@ -30,17 +30,22 @@ from workers import procs
 pytestmark = pytest.mark.integration
 
 SUBSCRIBER = """
-import asyncio, sys, time
+import asyncio, os, sys, time
 from client import subscribe
 
 async def main():
     url, group, out = sys.argv[1], sys.argv[2], sys.argv[3]
+    die_after = int(sys.argv[4]) if len(sys.argv) > 4 else None  # lines, then die like a SIGKILL
+    written = 0
     with open(out, "a") as f:
         async for ev in subscribe(tracking_uri=url, group_id=group, from_="beginning",
                                   commit_every=3, commit_interval_s=60, fetch_max_wait_ms=20):
             await asyncio.sleep(0.03)  # "processing"
             f.write(f"{ev.offset} {ev.event_id}\\n")
             f.flush()
+            written += 1
+            if written == die_after:
+                os._exit(9)  # no clean-up, no last commit: mid-stream, whatever the timing
 
 asyncio.run(main())
 """
@@ -132,9 +137,11 @@ async def test_subscribers_before_and_after_see_every_event_once_in_order(
     # The killed subscriber: resumes from its committed position, no gap (at least once).
     out = tmp_path / "seen.txt"
     args = [sys.executable, "-c", SUBSCRIBER, stack.url, "killed", str(out)]
-    first = procs.spawn(args, log_path=tmp_path / "sub1.log", env={"PYTHONPATH": os.getcwd()})
-    await _until(lambda: out.exists() and len(out.read_text().splitlines()) >= 10)
-    procs.kill(first)
+    first = procs.spawn(
+        [*args, "10"], log_path=tmp_path / "sub1.log", env={"PYTHONPATH": os.getcwd()}
+    )
+    await _until(lambda: first.poll() is not None)
+    assert first.returncode == 9, (tmp_path / "sub1.log").read_text()[-2000:]
     seen_first = [ln.split() for ln in out.read_text().splitlines()]
     second = procs.spawn(args, log_path=tmp_path / "sub2.log", env={"PYTHONPATH": os.getcwd()})
     try:

@@ -3,6 +3,7 @@ Tansu produced under concurrent producers: offset N+1 visible before N)."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from aiokafka import TopicPartition
@@ -61,3 +62,27 @@ async def test_refetched_records_are_not_delivered_twice() -> None:
     reader = ContiguousReader(consumer, TP, 0, retry_delay=0)
     assert [r.offset for r in await reader.read(10, 100)] == [0, 1]
     assert [r.offset for r in await reader.read(10, 100)] == [2]
+
+
+async def test_empty_fetches_do_not_restart_the_wait_for_a_missing_record() -> None:
+    """A broker coming back from a restart answers some fetches with nothing; the gap's clock
+    keeps running through them, so the gap is accepted after `gap_timeout`, not never."""
+    consumer = ScriptedConsumer([[5, 6], [], [5, 6], [], [5, 6], [], [5, 6]])
+    reader = ContiguousReader(consumer, TP, 3, gap_timeout=0.02, retry_delay=0)
+    seen = []
+    for _ in range(7):
+        seen += [r.offset for r in await reader.read(10, 100)]
+        await asyncio.sleep(0.01)
+    assert reader.gaps_accepted == 1 and seen == [5, 6]
+
+
+async def test_progress_restarts_the_wait() -> None:
+    """Progress past one gap resets the clock: a second gap gets its whole `gap_timeout`, though
+    both together took longer than that."""
+    consumer = ScriptedConsumer([[1], [0, 1, 3], [2, 3]])
+    reader = ContiguousReader(consumer, TP, 0, gap_timeout=0.5, retry_delay=0)
+    seen = [r.offset for r in await reader.read(10, 100)]
+    for _ in range(2):
+        await asyncio.sleep(0.3)
+        seen += [r.offset for r in await reader.read(10, 100)]
+    assert seen == [0, 1, 2, 3] and reader.gaps_accepted == 0
