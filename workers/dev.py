@@ -13,6 +13,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -179,6 +180,27 @@ class DevStack:
             raise DevStackError(
                 f"{self.host}:{self.port} is already in use (another `opsml dev`?): pass --port"
             )
+        # Hold the API's port until the API starts: the ports SeaweedFS and Tansu get are picked
+        # free by binding port 0, which could otherwise hand out this one (a free port that a
+        # caller chose the same way, as the tests do).
+        reserved = socket.socket()
+        try:
+            reserved.bind((self.host, self.port))
+        except OSError as exc:
+            reserved.close()
+            raise DevStackError(
+                f"{self.host}:{self.port} is not available ({exc.strerror}): pass --port"
+            ) from None
+        try:
+            await self._start_services()
+        finally:
+            reserved.close()
+        self._start_child("api")
+        await self._wait_healthy(60)
+
+    async def _start_services(self) -> None:
+        """Postgres (or the given database), SeaweedFS, Tansu, the migrations, the topics and
+        the worker: everything but the API."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
@@ -214,8 +236,6 @@ class DevStack:
             await conn.close()
         await ensure_topics(bootstrap, ["opsml.commands", "opsml.events"])
         self._start_child("worker")
-        self._start_child("api")
-        await self._wait_healthy(60)
 
     def _start_child(self, role: str) -> None:
         args = [sys.executable, "-m", "workers.cli", role]
