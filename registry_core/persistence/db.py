@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from importlib import resources
 from typing import Any
 
@@ -44,6 +45,39 @@ async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn, **kwargs)
     await _init_connection(conn)
     return conn
+
+
+# Probes on a long-lived connection that may sit idle: a peer that vanished without closing it
+# (a network partition, a host that lost power) is noticed after ~idle + interval * count seconds.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 10, 5, 3
+
+
+async def keep_alive(conn: asyncpg.Connection) -> None:
+    """TCP keepalives at both ends of `conn`, for the connections that wait rather than query:
+    the sequencer's lock-holding connection and the API's outcome listener. Without them such a
+    connection outlives a silent peer for hours (Linux's default is 2 h before the first probe):
+    this side would never see it closed (the sequencer's idle check, the listener's watchdog),
+    and the server would keep the session - and the sequencer's advisory lock, which a standby
+    waits for. Set with SET rather than as start-up parameters, which PgBouncer refuses. A Unix
+    socket needs none of it (the server ignores the settings there)."""
+    transport = getattr(conn, "_transport", None)  # asyncpg has no public handle on the socket
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),  # Linux (macOS: TCP_KEEPALIVE, left at default)
+        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    await conn.execute(
+        f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE_S};"
+        f" SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_S};"
+        f" SET tcp_keepalives_count = {KEEPALIVE_COUNT}"
+    )
 
 
 async def create_pool(dsn: str, **kwargs: Any) -> asyncpg.Pool:

@@ -64,8 +64,14 @@ class OutcomeWaiters:
         self._wake_all()
 
     async def _connect(self) -> None:
-        self.conn = await db.connect(self.dsn)  # with the jsonb codec, like the pool's
-        await self.conn.add_listener(CHANNEL, self._on_notify)
+        conn = await db.connect(self.dsn)  # with the jsonb codec, like the pool's
+        try:
+            await db.keep_alive(conn)
+            await conn.add_listener(CHANNEL, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        self.conn = conn  # only a listening connection: the watchdog retries anything less
 
     async def _watchdog(self) -> None:
         while True:
@@ -74,7 +80,7 @@ class OutcomeWaiters:
                 try:
                     await self._connect()
                     log.info("outcome listener reconnected")
-                except (OSError, asyncpg.PostgresError) as exc:
+                except Exception as exc:  # (OSError, PostgresError, InterfaceError...) retry
                     log.warning("outcome listener cannot reconnect yet", error=str(exc))
                 finally:
                     self._wake_all()  # whatever happened while we were deaf, re-read

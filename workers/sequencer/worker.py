@@ -149,11 +149,13 @@ class Sequencer:
         # lock is gone AND so is this worker's ability to commit.
         self.conn = await db.connect(s.dsn)
         try:
+            await db.keep_alive(self.conn)
             await db.migrate(self.conn)
             if not await self._acquire_lock(stop):
                 return
             if s.worker_pipeline:
                 self.read_conn = await db.connect(s.dsn)
+                await db.keep_alive(self.read_conn)
             self.producer = AIOKafkaProducer(
                 bootstrap_servers=s.kafka_bootstrap_servers,
                 acks="all",
