@@ -85,6 +85,7 @@ class ContiguousReader:
         self.gap_timeout = gap_timeout
         self.retry_delay = retry_delay
         self.gap_since: float | None = None
+        self.gap_seen = 0.0  # when a fetch last showed the gap
         self.gaps_accepted = 0
         consumer.seek(tp, position)
 
@@ -111,10 +112,12 @@ class ContiguousReader:
             return run
         loop = asyncio.get_running_loop()
         now = loop.time()
-        if run:
+        # The clock starts when the gap is first seen, again after progress, and again when the
+        # gap was out of sight (only empty fetches: a broker outage) for longer than the wait
+        # itself - a record written slowly after a restart gets a whole `gap_timeout`.
+        if run or self.gap_since is None or now - self.gap_seen > self.gap_timeout:
             self.gap_since = now
-        elif self.gap_since is None:
-            self.gap_since = now
+        self.gap_seen = now
         if now - self.gap_since < self.gap_timeout:
             log.warning(
                 "offset gap: re-reading", topic=self.tp.topic, missing=self.position, next=gap_at

@@ -183,8 +183,12 @@ class DevStack:
         # Hold the API's port until the API starts: the ports SeaweedFS and Tansu get are picked
         # free by binding port 0, which could otherwise hand out this one (a free port that a
         # caller chose the same way, as the tests do).
-        reserved = socket.socket()
+        # SO_REUSEADDR as uvicorn binds it: the previous run's connections in TIME_WAIT do not
+        # block it, while `free_ports` (which binds without it) still cannot take the port.
+        reserved = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         try:
+            if os.name != "nt":
+                reserved.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             reserved.bind((self.host, self.port))
         except OSError as exc:
             reserved.close()

@@ -48,7 +48,8 @@ async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
 
 
 # Probes on a long-lived connection that may sit idle: a peer that vanished without closing it
-# (a network partition, a host that lost power) is noticed after ~idle + interval * count seconds.
+# (a network partition, a host that lost power) is noticed after ~idle + interval * count seconds
+# while the connection is idle (with data unacknowledged, TCP's retransmission timeout decides).
 KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT = 10, 5, 3
 
 
@@ -64,15 +65,18 @@ async def keep_alive(conn: asyncpg.Connection) -> None:
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-    for name, value in (
-        ("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),  # Linux (macOS: TCP_KEEPALIVE, left at default)
-        ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
-        ("TCP_KEEPCNT", KEEPALIVE_COUNT),
-    ):
-        option = getattr(socket, name, None)
-        if option is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    try:  # best effort: a platform without these options keeps its defaults
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for name, value in (
+            ("TCP_KEEPIDLE", KEEPALIVE_IDLE_S),  # Linux (macOS: TCP_KEEPALIVE, left at default)
+            ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL_S),
+            ("TCP_KEEPCNT", KEEPALIVE_COUNT),
+        ):
+            option = getattr(socket, name, None)
+            if option is not None:
+                sock.setsockopt(socket.IPPROTO_TCP, option, value)
+    except OSError as exc:
+        log.warning("TCP keepalives not set on this side", error=str(exc))
     await conn.execute(
         f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE_S};"
         f" SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_S};"

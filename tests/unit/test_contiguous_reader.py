@@ -67,22 +67,41 @@ async def test_refetched_records_are_not_delivered_twice() -> None:
 async def test_empty_fetches_do_not_restart_the_wait_for_a_missing_record() -> None:
     """A broker coming back from a restart answers some fetches with nothing; the gap's clock
     keeps running through them, so the gap is accepted after `gap_timeout`, not never."""
-    consumer = ScriptedConsumer([[5, 6], [], [5, 6], [], [5, 6], [], [5, 6]])
-    reader = ContiguousReader(consumer, TP, 3, gap_timeout=0.02, retry_delay=0)
-    seen = []
-    for _ in range(7):
+    consumer = ScriptedConsumer([[5, 6], []] * 20 + [[5, 6]])
+    reader = ContiguousReader(consumer, TP, 3, gap_timeout=0.2, retry_delay=0)
+    seen: list[int] = []
+    for _ in range(40):
         seen += [r.offset for r in await reader.read(10, 100)]
-        await asyncio.sleep(0.01)
-    assert reader.gaps_accepted == 1 and seen == [5, 6]
+        if reader.gaps_accepted:
+            break
+        await asyncio.sleep(0.03)
+    assert reader.gaps_accepted == 1 and reader.position == 5
+    while consumer.fetches:
+        seen += [r.offset for r in await reader.read(10, 100)]
+    assert seen == [5, 6]
+
+
+async def test_a_gap_out_of_sight_longer_than_the_wait_gets_a_whole_new_wait() -> None:
+    """Seen, then only empty fetches (an outage) for longer than `gap_timeout`, then seen again:
+    a record written slowly after the restart still gets the full wait."""
+    consumer = ScriptedConsumer([[5, 6], [], [], [5, 6], [3, 4, 5, 6]])
+    reader = ContiguousReader(consumer, TP, 3, gap_timeout=0.3, retry_delay=0)
+    seen = [r.offset for r in await reader.read(10, 100)]
+    for _ in range(3):
+        await asyncio.sleep(0.2)
+        seen += [r.offset for r in await reader.read(10, 100)]
+    assert reader.gaps_accepted == 0, "the gap was skipped on first sight after the outage"
+    seen += [r.offset for r in await reader.read(10, 100)]
+    assert seen == [3, 4, 5, 6] and reader.gaps_accepted == 0
 
 
 async def test_progress_restarts_the_wait() -> None:
     """Progress past one gap resets the clock: a second gap gets its whole `gap_timeout`, though
     both together took longer than that."""
-    consumer = ScriptedConsumer([[1], [0, 1, 3], [2, 3]])
-    reader = ContiguousReader(consumer, TP, 0, gap_timeout=0.5, retry_delay=0)
+    consumer = ScriptedConsumer([[1], [0, 1, 3], [3], [2, 3]])
+    reader = ContiguousReader(consumer, TP, 0, gap_timeout=1.0, retry_delay=0)
     seen = [r.offset for r in await reader.read(10, 100)]
-    for _ in range(2):
-        await asyncio.sleep(0.3)
+    for _ in range(3):
+        await asyncio.sleep(0.6)
         seen += [r.offset for r in await reader.read(10, 100)]
     assert seen == [0, 1, 2, 3] and reader.gaps_accepted == 0
