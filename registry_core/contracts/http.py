@@ -2,13 +2,49 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import UTC, datetime
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from registry_core.domain.cards import CardRecord
+
+
+def storable_text(value: str) -> str:
+    """JSON can spell what Postgres text cannot hold: NUL (`\\u0000`) and lone surrogates
+    (`\\ud800`); refused at the boundary instead of failing in the query (a 500)."""
+    if "\x00" in value:
+        raise ValueError("NUL characters (U+0000) are not allowed")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(
+                "lone surrogates (U+D800-U+DFFF) are not allowed: send valid Unicode text"
+            ) from None
+    return value
+
+
+def storable_datetime(value: datetime) -> datetime:
+    """The read API's datetimes are compared in UTC (timestamptz): an offset that moves a value
+    across the calendar's ends (`0001-01-01T00:00:00+14:00` is in year 0 in UTC) cannot be sent
+    to Postgres; refused with the parameter named instead of a 500."""
+    if value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(
+                "out of range: in UTC the date must be between 0001-01-01 and 9999-12-31"
+            ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(storable_text)]
+"""A string that Postgres text can hold (for request bodies; query strings and paths cannot
+carry lone surrogates, and the API refuses NUL in them before routing)."""
+StorableDatetime = Annotated[datetime, AfterValidator(storable_datetime)]
+"""A datetime that stays inside the calendar once converted to UTC (query parameters)."""
 
 
 class KafkaConfig(BaseModel):
@@ -44,9 +80,9 @@ class ClientConfig(BaseModel):
 
 
 class TokenRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=100)
-    scopes: list[str] = Field(min_length=1, max_length=3, description="read, write, admin")
-    spaces: list[str] = Field(
+    name: Text = Field(min_length=1, max_length=100)
+    scopes: list[Text] = Field(min_length=1, max_length=3, description="read, write, admin")
+    spaces: list[Text] = Field(
         default_factory=lambda: ["*"], max_length=1000, description="'*' = every space"
     )
     expires_in_days: int | None = Field(default=None, ge=1, le=3650)
@@ -149,9 +185,9 @@ class StagedFile(BaseModel):
 
 
 class KnownArtifactsQuery(BaseModel):
-    registry: str = Field(max_length=32)
-    space: str = Field(max_length=64)
-    sha256: list[str] = Field(max_length=10_000)
+    registry: Text = Field(max_length=32)
+    space: Text = Field(max_length=64)
+    sha256: list[Text] = Field(max_length=10_000)
 
 
 class KnownArtifacts(BaseModel):

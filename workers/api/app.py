@@ -45,6 +45,7 @@ from registry_core.contracts.http import (
     OutcomesQuery,
     RunMetrics,
     StagedFile,
+    StorableDatetime,
     TokenList,
     TokenOut,
     TokenRequest,
@@ -85,7 +86,41 @@ STATUS_FOR_ERROR = {
     "unauthenticated": 401,
     "forbidden": 403,
 }
-RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
+RANGE_RE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+PAST_ANY_FILE = 2**63  # a Range position of more than 18 digits: beyond any file
+
+
+def _bounded_int(digits: str) -> int:
+    """ASCII digits as an int; more than 18 significant digits (int() refuses more than 4300)
+    count as PAST_ANY_FILE."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else PAST_ANY_FILE
+
+
+def parse_range(header: str, size: int) -> tuple[int, int]:
+    """(first, last) byte of the one range `bytes=a-b`, `bytes=a-` or `bytes=-n` of a file of
+    `size` bytes (an end past the file is its last byte, a suffix longer than the file is all
+    of it). ValueError, with the reason, for anything else: answered 416."""
+    m = RANGE_RE.fullmatch(header.strip())
+    if m is None or not (m.group(1) or m.group(2)):
+        raise ValueError(
+            f"bad Range {clip(header, 60)!r}: send one range, bytes=<first>-<last>,"
+            " bytes=<first>- or bytes=-<length>"
+        )
+    if m.group(1):
+        start = _bounded_int(m.group(1))
+        last = _bounded_int(m.group(2)) if m.group(2) else PAST_ANY_FILE
+        if last < start:
+            raise ValueError(f"bad Range {clip(header, 60)!r}: the last byte is before the first")
+        end = min(last, size - 1)
+    else:
+        length = _bounded_int(m.group(2))
+        if length == 0:
+            raise ValueError("bad Range: bytes=-0 asks for no bytes")
+        start, end = max(0, size - length), size - 1
+    if start >= size:
+        raise ValueError(f"Range starts past the end of the file ({size} bytes)")
+    return start, end
 
 
 def _json(body: Any) -> Response:
@@ -401,6 +436,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # streams per request.
     app.add_middleware(Guard, auth_on=auth_on, tokens=tokens, wait_max=s.command_wait_max_seconds)
 
+    @app.exception_handler(asyncpg.DataError)
+    async def data_error(_: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # Defence in depth: a value the inputs' validation let through but Postgres cannot
+        # hold or compare (SQLSTATE class 22: out of range, NUL, bad encoding) is the
+        # request's fault, not a server error. Logged: it names a validation to add.
+        reason = clip(str(exc).encode("utf-8", "backslashreplace").decode(), 200)
+        log.warning("the database refused a request value", error=reason)
+        return JSONResponse(
+            {"detail": f"a value of the request is out of the range the registry can store or"
+                       f" compare: {reason}", "error_code": "invalid_request"},
+            status_code=422,
+        )  # fmt: skip
+
     @app.exception_handler(RegistryError)
     async def registry_error(_: Request, exc: RegistryError) -> JSONResponse:
         return JSONResponse(
@@ -515,7 +563,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         ] = None,
         uid: UUID | None = None,
         tag: Annotated[list[str] | None, Query(description="key:value, repeatable (AND)")] = None,
-        max_date: datetime | None = None,
+        max_date: StorableDatetime | None = None,
         limit: Annotated[int, Query(ge=1, le=read.MAX_LIMIT)] = 100,
         sort_by_timestamp: bool = False,
         ignore_release_candidates: bool = False,
@@ -665,10 +713,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         sha = x_content_sha256.strip().lower()
         if not SHA256_RE.fullmatch(sha):
             raise InvalidArtifact("X-Content-SHA256 must be 64 hex characters")
-        declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > s.max_artifact_bytes:
+        declared = request.headers.get("content-length") or ""
+        if (
+            declared.isascii()
+            and declared.isdigit()
+            and _bounded_int(declared) > s.max_artifact_bytes
+        ):
             raise ArtifactTooLarge(
-                f"{path} is {declared} bytes, over the registry's limit of"
+                f"{path} is {clip(declared, 30)} bytes, over the registry's limit of"
                 f" {s.max_artifact_bytes} bytes"
             )
         key = f"{staging_prefix(command_id)}/{path}"
@@ -691,6 +743,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             200: {"content": {"application/octet-stream": {}}},
             206: {"description": "a byte range"},
             404: {"model": ErrorBody},
+            416: {"model": ErrorBody, "description": "a Range this file cannot satisfy"},
         },
     )
     async def download_artifact(request: Request, uid: UUID, path: str) -> Response:
@@ -715,16 +768,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         headers = {"Accept-Ranges": "bytes", "X-Content-SHA256": sha}
         wanted = request.headers.get("range")
         if wanted:
-            m = RANGE_RE.fullmatch(wanted.strip())
-            if not m or (not m.group(1) and not m.group(2)):
-                return JSONResponse({"detail": f"bad Range {wanted!r}"}, status_code=416)
-            if m.group(1):
-                start = int(m.group(1))
-                end = min(int(m.group(2)), size - 1) if m.group(2) else size - 1
-            else:  # suffix range: the last N bytes
-                start, end = max(0, size - int(m.group(2))), size - 1
-            if start > end or start >= size:
-                return Response(status_code=416, headers={"Content-Range": f"bytes */{size}"})
+            try:
+                start, end = parse_range(wanted, size)
+            except ValueError as exc:
+                return JSONResponse(
+                    {"detail": str(exc), "error_code": "range_not_satisfiable"},
+                    status_code=416, headers={"Content-Range": f"bytes */{size}"},
+                )  # fmt: skip
             headers |= {"Content-Range": f"bytes {start}-{end}/{size}",
                         "Content-Length": str(end - start + 1)}  # fmt: skip
             return StreamingResponse(
