@@ -280,9 +280,9 @@ def _delete(command: DeleteCard, refs: Refs, ctx: Context) -> Event:
     return CardDeleted(**_envelope(command.command_id, ctx), card=record)
 
 
-def _envelope(command_id: UUID, ctx: Context) -> dict[str, Any]:
+def _envelope(command_id: UUID, ctx: Context, index: int = 0) -> dict[str, Any]:
     return {
-        "event_id": event_id_for(command_id, ctx.epoch),
+        "event_id": event_id_for(command_id, ctx.epoch, index),
         "command_id": command_id,
         "occurred_at": ctx.now,
         "epoch": ctx.epoch,
@@ -325,9 +325,13 @@ def reject(
     registry: RegistryType | None = None,
     space: str | None = None,
     name: str | None = None,
+    index: int = 0,
 ) -> CommandRejected:
+    """`error` as the command's outcome. `index` > 0 for a second fact about the same command
+    in the same epoch (a decision the read tables refused after it was published, answered by
+    a rejection: workers/sequencer/isolation.py), so that the two never share an event id."""
     return CommandRejected(
-        **_envelope(command_id, ctx),
+        **_envelope(command_id, ctx, index),
         error_code=error.code,
         reason=clip(error.message, MAX_REASON),
         registry=registry,

@@ -47,6 +47,7 @@ from registry_core.domain.events import (
     CardDeleted,
     CardRegistered,
     CardUpdated,
+    CommandRejected,
     Event,
     SequencerStarted,
     event_id_for,
@@ -55,11 +56,18 @@ from registry_core.domain.versioning import latest
 from registry_core.messaging import ContiguousReader, FetchPace, ensure_topics
 from registry_core.persistence import db
 from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
-from registry_core.persistence.projection import LoggedEvent, claim_epoch, get_tracking, project
+from registry_core.persistence.projection import (
+    LoggedEvent,
+    claim_epoch,
+    get_tracking,
+    project,
+)
+from registry_core.persistence.projection import Unstorable as SetAside
 from registry_core.persistence.read import record_from_row
 from registry_core.settings import Settings
 from registry_core.storage import ArtifactStore, open_store
 from registry_core.storage.base import hash_of
+from workers.sequencer import isolation
 from workers.sequencer.authz import CommandAuthorizer
 
 log = structlog.get_logger("opsml.sequencer")
@@ -87,6 +95,13 @@ def _now() -> datetime:
 
 async def _once(data: bytes) -> AsyncIterator[bytes]:
     yield data
+
+
+_OUTCOME_TYPES = frozenset(("card_registered", "card_updated", "card_deleted", "command_rejected"))
+
+
+def _outcome_event(event: Event) -> bool:
+    return isinstance(event, CardRegistered | CardUpdated | CardDeleted | CommandRejected)
 
 
 def _event_key(event: Event) -> bytes | None:
@@ -231,9 +246,9 @@ class Sequencer:
             epoch=self.epoch,
         )
         md = await self.producer.send_and_wait(self.s.events_topic, encode(marker), partition=0)
-        await self._catch_up(tracking.event_offset + 1, md.offset, tracking.max_epoch)
-        log.info("caught up", marker_offset=md.offset)
-        self.next_event_offset = md.offset + 1
+        last = await self._catch_up(tracking.event_offset + 1, md.offset, tracking.max_epoch)
+        log.info("caught up", marker_offset=md.offset, last_offset=last)
+        self.next_event_offset = last + 1
 
     async def _refuse_if_log_lost(self) -> None:
         """Stop before claiming an epoch when the events topic ends below the tracked offset: a
@@ -270,10 +285,36 @@ class Sequencer:
                 " worker again (see docs/events.md)"
             )
 
-    async def _catch_up(self, start: int, end: int, max_epoch: int) -> None:
-        """Project events [start, end] from the log (not re-deciding anything)."""
-        if start > end:
-            return
+    async def _catch_up(self, start: int, end: int, max_epoch: int) -> int:
+        """Project events [start, end] from the log (not re-deciding anything). Returns the last
+        offset projected: past `end` when a command had to be answered on the way - its
+        decision cannot be stored or read back (see workers/sequencer/isolation.py) - because
+        those answers are published behind the marker and projected here too, in another pass
+        from a fresh reader (so nothing between the marker and them is skipped)."""
+        while start <= end:
+            published, max_epoch = await self._catch_up_range(start, end, max_epoch)
+            if published <= end:
+                break
+            start, end = end + 1, published
+        return end
+
+    async def _catch_up_range(self, start: int, end: int, max_epoch: int) -> tuple[int, int]:
+        """One pass of `_catch_up`; returns the last offset it published answers at (or -1) and
+        the epoch rule's running maximum."""
+        published = -1
+
+        async def answer(items: list[SetAside]) -> list[LoggedEvent]:
+            # in project()'s transaction: published before the chunk's offsets commit
+            nonlocal published
+            for item in items:
+                if item.decided:
+                    self._forget(item.item.event)
+            sent = await self._publish_answers(
+                isolation.answers(items, epoch=self.epoch, now=_now())
+            )
+            published = max([published, *(e.offset for e in sent)])
+            return []
+
         consumer = self._consumer()
         await consumer.start()
         projected = 0
@@ -283,6 +324,7 @@ class Sequencer:
             while reader.position <= end:
                 records = await reader.read(timeout_ms=1000, max_records=CATCH_UP_CHUNK)
                 batch: list[LoggedEvent] = []
+                unread: list[tuple[ConsumerRecord, int]] = []  # (and the epoch rule's maximum)
                 for rec in records:
                     if rec.offset > end:
                         break
@@ -290,20 +332,120 @@ class Sequencer:
                         event = decode_event(rec.value or b"{}")
                     except Exception:
                         log.exception("skipping an undecodable event in the log", offset=rec.offset)
+                        unread.append((rec, max_epoch))
                         continue
                     applied = event.epoch >= max_epoch
                     if applied:
                         max_epoch = max(max_epoch, event.epoch)
                         self._evolve_cached(event)
                     batch.append(LoggedEvent(rec.offset, event, applied))
+                if unread:
+                    sent = await self._answer_unreadable(unread, batch)
+                    published = max([published, *(e.offset for e in sent)])
                 if batch:
-                    await project(
-                        self.conn, tracking_name=self.s.worker_name, epoch=self.epoch, events=batch
-                    )
+                    found = await project(
+                        self.conn, tracking_name=self.s.worker_name, epoch=self.epoch,
+                        events=batch, on_unstorable=answer,
+                    )  # fmt: skip
+                    await self._discard_files_of(found)
                     projected += len(batch)
         finally:
             await consumer.stop()
         log.info("projected unprojected events from the log", count=projected, start=start, end=end)
+        return published, max_epoch
+
+    async def _answer_unreadable(
+        self, records: list[tuple[ConsumerRecord, int]], batch: list[LoggedEvent]
+    ) -> list[LoggedEvent]:
+        """Catch-up skips an event it cannot decode (so does a replay). If that event was a
+        command's decision - a predecessor published it and died before projecting it - the
+        command would never get an outcome: answer it with a rejection, unless the command
+        already has one or a later event of the chunk gives one."""
+        answered_later = {
+            e.event.command_id: e.offset for e in batch if _outcome_event(e.event) and e.applied
+        }
+        wanted: dict[UUID, tuple[int | None, str]] = {}
+        for rec, max_epoch in records:
+            try:
+                data = orjson.loads(rec.value or b"{}")
+                kind = data["type"]
+                cid = UUID(str(data["command_id"]))
+                epoch = data.get("epoch")
+            except Exception:
+                continue  # nothing says which command it answered
+            if not isinstance(kind, str) or kind not in _OUTCOME_TYPES:
+                continue
+            if data.get("error_code") == isolation.Unstorable.code:
+                continue
+            if not isinstance(epoch, int) or epoch < max_epoch:
+                continue  # a fenced sequencer's event: it decided nothing
+            if answered_later.get(cid, -1) > rec.offset:
+                continue
+            cmd = data.get("command_offset")
+            wanted[cid] = (cmd if isinstance(cmd, int) else None, kind)
+        if not wanted:
+            return []
+        assert self.conn is not None
+        known = {r["command_id"] for r in await self.conn.fetch(Q["known_outcomes"], list(wanted))}
+        now = _now()
+        return await self._publish_answers(
+            [
+                isolation.answer(
+                    cid,
+                    f"its decision ({kind}) in the events log cannot be read back",
+                    epoch=self.epoch,
+                    now=now,
+                    command_offset=cmd,
+                )
+                for cid, (cmd, kind) in wanted.items()
+                if cid not in known
+            ]
+        )
+
+    async def _publish_answers(self, answers: list[CommandRejected]) -> list[LoggedEvent]:
+        """Publish rejections for commands whose decision cannot be stored (or read back)."""
+        if not answers:
+            return []
+        payloads = [encode(a) for a in answers]
+        offsets = await self._publish(list(answers), payloads)
+        for a, offset in zip(answers, offsets, strict=True):
+            log.warning(
+                "command rejected: its decision cannot be stored", command_id=str(a.command_id),
+                offset=offset, reason=a.reason,
+            )  # fmt: skip
+        return [
+            LoggedEvent(offset, a, True, payload)
+            for offset, a, payload in zip(offsets, answers, payloads, strict=True)
+        ]
+
+    def _forget(self, event: Event) -> None:
+        """Take back from the state cache the version of a registration that was never stored
+        (a decision the tables refused, answered by a rejection): the cache must not hold a
+        version the database does not. In place of the name's state, never removing it: a
+        batch decided meanwhile (pipelined) must not find the name unknown."""
+        if not isinstance(event, CardRegistered):
+            return
+        key, version = event.card.key, event.card.version
+        state = self.states.get(key)
+        if state is None or version not in state.versions:
+            return
+        versions = set(state.versions)
+        versions.discard(version)
+        self.states[key] = NameState(versions, latest(versions))
+
+    async def _discard_files_of(self, found: list[SetAside]) -> None:
+        """Remove what `_finalize` placed for registrations that were never stored, so that the
+        version's directory is empty when the version is given out again."""
+        for item in found:
+            ev = item.item.event
+            if not (item.decided and isinstance(ev, CardRegistered) and ev.card.artifacts):
+                continue
+            c = ev.card
+            prefix = card_prefix(c.registry.value, c.space, c.name, c.version)
+            try:
+                await self.store.delete_prefix(prefix)
+            except Exception as exc:  # storage hiccups must not hurt the sequencer
+                log.warning("artifact clean-up failed", prefix=prefix, error=str(exc))
 
     # ---- the batch loop --------------------------------------------------------------------
 
@@ -453,12 +595,13 @@ class Sequencer:
                 continue
             events.extend(self._decide_one(item, cid, ctx, refs, verbose))
 
+        # once: the same JSON to Kafka and the archive
+        events, payloads = self._encoded(events)
         # Artifacts are in place (and card.json beside them) before any event points at them.
         await self._finalize(
             [e for e in events if isinstance(e, CardRegistered) and e.card.artifacts], sources
         )
 
-        payloads = [encode(ev) for ev in events]  # once: the same JSON to Kafka and the archive
         await self._drain()  # the previous batch is committed before this one is published
         if events:
             if self.fault == "duplicate-publish":
@@ -496,7 +639,7 @@ class Sequencer:
         duplicates: int,
     ) -> None:
         assert self.conn is not None
-        await project(
+        found = await project(
             self.conn,
             tracking_name=self.s.worker_name,
             epoch=self.epoch,
@@ -505,17 +648,36 @@ class Sequencer:
             # the batch's own decisions were checked against command_outcomes at the top of the
             # batch; records found in the log besides them are checked by project()
             fresh_decisions=not copies,
+            on_unstorable=self._answer_set_aside,
         )
+        if found:
+            await self._discard_files_of(found)
         self._after_commit(decoded, events)
         registered = sum(isinstance(e, CardRegistered) for e in events)
+        unstored = sum(1 for f in found if f.decided and isinstance(f.item.event, CardRegistered))
         log.info(
             "batch projected",
             commands=len(records),
-            registered=registered,
-            rejected=len(events) - registered,
+            registered=registered - unstored,
+            rejected=len(events) - registered + unstored,
             duplicates=duplicates,
+            set_aside=len(found),
             last_offset=records[-1].offset,
         )
+
+    async def _answer_set_aside(self, items: list[SetAside]) -> list[LoggedEvent]:
+        """project()'s hook in the live batch, inside its transaction: publish a rejection for
+        every command whose decision the tables refused, behind the batch's events (nothing
+        else is published before this batch commits), and hand their events back to be written
+        in the same transaction. A crash before the commit leaves the answers in the log for
+        the catch-up; a crash before they are published leaves the catch-up to answer."""
+        for item in items:
+            if item.decided:
+                self._forget(item.item.event)
+        logged = await self._publish_answers(isolation.answers(items, epoch=self.epoch, now=_now()))
+        if logged:
+            logged, _ = await self._with_unacknowledged_copies(logged)
+        return logged
 
     async def _publish(self, events: list[Event], payloads: list[bytes]) -> list[int]:
         """Publish the batch's events in order and return each one's offset once Kafka has
@@ -599,6 +761,35 @@ class Sequencer:
         finally:
             await consumer.stop()
         return sorted([*logged, *extra], key=lambda e: e.offset), bool(extra)
+
+    def _encoded(self, events: list[Event]) -> tuple[list[Event], list[bytes]]:
+        """The events and their JSON. A decision the encoder refuses (a value the models let
+        through that JSON cannot carry) becomes its command's rejection here, before anything
+        is published, rather than an exception that would stop the worker on every restart."""
+        try:
+            return events, [encode(ev) for ev in events]
+        except Exception:
+            pass
+        out: list[Event] = []
+        payloads: list[bytes] = []
+        for ev in events:
+            try:
+                payload = encode(ev)
+            except Exception as exc:
+                log.exception("a decision cannot be encoded", command_id=str(ev.command_id))
+                self._forget(ev)
+                ev = isolation.answer(
+                    ev.command_id,
+                    f"its decision cannot be written to the events log ({clip(repr(exc))})",
+                    epoch=self.epoch,
+                    now=_now(),
+                    command_offset=ev.command_offset,
+                    about=ev,
+                )
+                payload = encode(ev)
+            out.append(ev)
+            payloads.append(payload)
+        return out, payloads
 
     def _command_id(self, rec: ConsumerRecord, item: AnyCommand | UndecodableCommand) -> UUID:
         if not isinstance(item, UndecodableCommand):
@@ -702,7 +893,21 @@ class Sequencer:
                     f" {ref.sha256}"
                 )
             return ref.path, staged
-        if ref.sha256 in known and await self.store.stat(known[ref.sha256]) is not None:
+        stored = await self.store.stat(known[ref.sha256]) if ref.sha256 in known else None
+        if stored is not None:
+            # The declaration must match what is stored: the card's manifest is what a download
+            # checks against, and the artifacts table feeds later de-duplication.
+            if stored.size != ref.size:
+                raise InvalidArtifact(
+                    f"artifact {ref.path}: the registry already stores this content (sha256"
+                    f" {ref.sha256}) as {stored.size} bytes, the command declares {ref.size};"
+                    " declare the file's real size"
+                )
+            if stored.sha256 is not None and stored.sha256 != ref.sha256:
+                raise InvalidArtifact(
+                    f"artifact {ref.path}: the stored file for sha256 {ref.sha256} hashes to"
+                    f" {stored.sha256}; upload the file again"
+                )
             return ref.path, known[ref.sha256]
         raise InvalidArtifact(
             f"artifact {ref.path} was not uploaded: no staged file for command {cmd.command_id}"

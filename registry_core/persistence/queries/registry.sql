@@ -65,6 +65,28 @@ WITH t AS (
 )
 SELECT EXISTS (SELECT 1 FROM t) AS ok, (SELECT count(*) FROM n) AS notified;
 
+-- name: set_aside_event
+-- An event the read tables refuse (projection.project, "Poison events" in docs/architecture.md):
+-- archived with applied = false and nothing else, with project_batch's fenced tracking update.
+-- The payload comes as a parameter cast to json, which keeps any JSON text (json_populate_recordset
+-- de-escapes the whole document and refuses `\u0000` even for a json column). With $6 NULL (the
+-- archive refuses the row too) only the offsets move.
+WITH t AS (
+    UPDATE tracking
+    SET command_offset = GREATEST(command_offset, $2), event_offset = GREATEST(event_offset, $3),
+        max_epoch = GREATEST(max_epoch, $4), updated_at = now()
+    WHERE name = $1 AND ($5::integer IS NULL OR claimed_epoch = $5::integer)
+    RETURNING 1
+), ev AS (
+    INSERT INTO event_log
+        (event_offset, event_id, event_type, command_id, epoch, schema_version, applied,
+         occurred_at, payload)
+    SELECT $3, $6::uuid, $7::text, $8::uuid, $9::integer, $10::integer, false,
+           $11::timestamptz, $12::json
+    WHERE EXISTS (SELECT 1 FROM t) AND $6::uuid IS NOT NULL
+)
+SELECT EXISTS (SELECT 1 FROM t) AS ok;
+
 -- name: insert_event
 INSERT INTO event_log
     (event_offset, event_id, event_type, command_id, epoch, schema_version, applied, occurred_at,
