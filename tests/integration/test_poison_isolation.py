@@ -13,6 +13,8 @@ worker, the broker and Postgres are real; the sequencer runs in this process.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,16 +25,20 @@ import asyncpg
 import orjson
 import pytest
 
+from client import AsyncCardRegistry
 from registry_core.contracts.codec import decode_event, encode
+from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.cards import RegistryType, RunCard
 from registry_core.domain.commands import RegisterCard
 from registry_core.domain.decider import INITIAL_STATE, Context, handle
+from registry_core.domain.errors import InvalidArtifact
 from registry_core.domain.events import CardRegistered, Event
 from registry_core.messaging import ensure_topics
 from registry_core.persistence import db, projection
 from registry_core.persistence.projection import LoggedEvent, claim_epoch, project
 from registry_core.settings import Settings
-from tests.integration.helpers import EVENTS, dumps, fetch, publish_raw, read_topic
+from tests.conftest import Stack
+from tests.integration.helpers import EVENTS, dumps, fetch, outcome, publish_raw, read_topic
 from tests.support.wire import command
 from workers.replay import replay
 from workers.sequencer import isolation
@@ -446,3 +452,54 @@ async def _publish_event(bootstrap: str, value: bytes) -> None:
         await producer.send_and_wait(EVENTS, value, partition=0)
     finally:
         await producer.stop()
+
+
+# ---- declared facts against stored facts ---------------------------------------------------------
+
+
+async def test_a_reference_to_stored_content_must_declare_its_stored_size(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """De-duplication: a command may point at content the space already stores (by sha256)
+    instead of uploading it. Its declared size must be the stored one: size 1 for a 30,000-byte
+    file was registered, and every download of it then failed; 2**63 stopped the worker (the
+    artifacts table's bigint)."""
+    body = os.urandom(30_000)
+    sha = hashlib.sha256(body).hexdigest()
+    (tmp_path / "weights.bin").write_bytes(body)
+    run = RunCard(space="dedup", name="n")
+    run.log_artifact(str(tmp_path / "weights.bin"))
+    async with AsyncCardRegistry("run", tracking_uri=stack.url) as reg:
+        first = await reg.register_card(run)
+        assert [(a.sha256, a.size) for a in first.artifacts] == [(sha, 30_000)]
+
+        lying = reg._command_for(
+            RunCard(space="dedup", name="n"), "minor", None,
+            artifacts=[ArtifactRef(path="weights.bin", sha256=sha, size=1)],
+        )  # fmt: skip
+        with pytest.raises(InvalidArtifact, match=r"as 30000 bytes, the command declares 1"):
+            await reg._execute(lying)
+
+        huge = command(
+            space="dedup", name="n",
+            artifacts=[{"path": "weights.bin", "sha256": sha, "size": 2**63}],
+        )  # fmt: skip
+        await publish_raw(stack.bootstrap, dumps(huge))
+        resp = await outcome(stack.url, huge["command_id"])
+        got = resp.json()
+        assert got["status"] == "rejected", got
+        # refused by the schema (a size past bigint) or by the comparison with the stored file
+        assert got["error_code"] in ("invalid_command", "invalid_artifact"), got
+        assert stack.workers[0].poll() is None
+
+        honest = reg._command_for(
+            RunCard(space="dedup", name="n"), "minor", None,
+            artifacts=[ArtifactRef(path="weights.bin", sha256=sha, size=30_000)],
+        )  # fmt: skip
+        done = await reg._execute(honest)
+        assert done.version == "1.1.0"  # the rejections took no version
+        loaded = await reg.load_card(uid=done.uid)
+        paths = await loaded.download_artifacts(str(tmp_path / "out"))
+        assert [Path(p).read_bytes() for p in paths] == [body]
+    sizes = await fetch(stack.database_url, "SELECT DISTINCT size FROM artifacts")
+    assert [r[0] for r in sizes] == [30_000]

@@ -79,9 +79,9 @@ def answer(
         command_offset = None
     ctx = Context(now=now, epoch=epoch, command_offset=command_offset)
     error = Unstorable(
-        f"the registry cannot store this command: {problem}. Nothing was registered; check the"
-        " command's values (text without NUL characters, numbers and dates the registry can"
-        " hold) and send it again"
+        f"the registry cannot store this command: {problem.rstrip('. ')}. Nothing was"
+        " registered; check the command's values (text without NUL characters, numbers and"
+        " dates the registry can hold) and send it again"
     )
     registry, space, name = _where(about)
     return reject(

@@ -19,6 +19,7 @@ import random
 from collections.abc import Callable
 
 import asyncpg
+import asyncpg.exceptions._base
 import structlog
 from aiokafka.errors import KafkaError
 
@@ -37,6 +38,11 @@ def is_transient(exc: BaseException) -> bool:
     """A failure of the connection to Postgres or Kafka, not of the registry's own logic."""
     if isinstance(exc, (OSError, TimeoutError, KafkaError)):
         return True
+    if isinstance(exc, asyncpg.exceptions._base.DataError):
+        # asyncpg could not encode a value ("invalid input for query argument $5"): an
+        # InterfaceError by class, but the data's fault - a fresh sequencer would meet the same
+        # value again (the projection sets such events aside; anything else is a bug to see)
+        return False
     if isinstance(exc, asyncpg.InterfaceError | asyncpg.exceptions.InternalClientError):
         # "connection is closed", "cannot perform operation: another operation is in progress",
         # "cannot switch to state 12; another operation (2) is in progress": the protocol state
