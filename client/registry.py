@@ -28,13 +28,14 @@ import httpx
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
+from pydantic import ValidationError
 
 from client import longpoll, retry, transfer
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
 from client.transfer import prepared
 from registry_core import eventloop
 from registry_core.auth import Grant, command_headers
-from registry_core.contracts.codec import encode
+from registry_core.contracts.codec import encode_command
 from registry_core.contracts.http import (
     MAX_BULK_OUTCOMES,
     CardList,
@@ -62,6 +63,7 @@ from registry_core.domain.errors import (
     RegistryError,
     WrongRegistry,
     error_from_code,
+    summarize_validation,
 )
 from registry_core.domain.versioning import VersionType
 from registry_core.settings import ClientSettings
@@ -105,6 +107,18 @@ BULK_CHUNK = MAX_BULK_OUTCOMES
 
 
 GRANT_REFRESH_BEFORE = timedelta(minutes=5)
+
+
+C = TypeVar("C", RegisterCard, UpdateCard, DeleteCard)
+
+
+def _command(cls: type[C], **fields: Any) -> C:
+    """Build a command; a value the registry cannot take (a card changed in place after it was
+    checked, say) is an InvalidCommand naming the field, before anything is sent."""
+    try:
+        return cls(**fields)
+    except ValidationError as exc:
+        raise InvalidCommand(f"{cls.__name__}: {summarize_validation(exc)}") from None
 
 
 def _split_token(uri: str) -> tuple[str, str | None]:
@@ -309,7 +323,8 @@ class AsyncCardRegistry:
             raise InvalidCommand(
                 f"unknown version_type {version_type!r}; choose one of: {known}"
             ) from None
-        return RegisterCard(
+        return _command(
+            RegisterCard,
             command_id=uuid4(),
             issued_at=datetime.now(UTC),
             actor=_actor(),
@@ -331,7 +346,7 @@ class AsyncCardRegistry:
     async def publish(self, command: AnyCommand) -> None:
         """Publish a command without waiting for its outcome (see `wait_for`)."""
         cfg = await self.config()
-        payload = encode(command)
+        payload = encode_command(command)  # refuses what the sequencer would, naming the field
         if len(payload) > cfg.kafka.max_message_bytes:
             raise InvalidCommand(
                 f"the card's metadata is {len(payload)} bytes, over the registry's"
@@ -505,7 +520,8 @@ class AsyncCardRegistry:
     async def update_card(self, card: Card) -> Card:
         """Store the card's current tags, description, metadata and type-specific fields
         (same version, same uid). Returns the card as the registry now has it."""
-        command = UpdateCard(
+        command = _command(
+            UpdateCard,
             **self._envelope(card),
             tags=card.tags,
             description=card.description,
@@ -518,8 +534,14 @@ class AsyncCardRegistry:
 
     async def log_metrics(self, card: Card, metrics: list[Metric]) -> Card:
         """Append metrics to a registered run (no new version)."""
-        command = UpdateCard(
-            **self._envelope(card), add_metrics=[m.model_dump(mode="json") for m in metrics]
+        try:  # checked again here: a Metric built with model_construct skipped its checks
+            checked = [Metric.model_validate(dict(m)) for m in metrics]
+        except (ValidationError, TypeError, ValueError) as exc:
+            raise InvalidCommand(f"metrics: {summarize_validation(exc)}") from None
+        command = _command(
+            UpdateCard,
+            **self._envelope(card),
+            add_metrics=[m.model_dump(mode="json") for m in checked],
         )
         outcome = await self._execute(command)
         assert outcome.card is not None
@@ -528,7 +550,7 @@ class AsyncCardRegistry:
     async def delete_card(self, card: Card) -> None:
         """Delete a card. Its version number stays taken and the event log keeps a tombstone;
         pipeline and project cards cannot be deleted."""
-        await self._execute(DeleteCard(**self._envelope(card)))
+        await self._execute(_command(DeleteCard, **self._envelope(card)))
 
     async def register_cards(
         self,
@@ -557,7 +579,7 @@ class AsyncCardRegistry:
             return []
         cfg = await self.config()
         producer = await self._get_producer()
-        payloads = [encode(c) for c in commands]
+        payloads = [encode_command(c) for c in commands]
         for cmd, payload in zip(commands, payloads, strict=True):
             if len(payload) > cfg.kafka.max_message_bytes:
                 raise InvalidCommand(

@@ -6,6 +6,7 @@ applied in a chain until the current version is reached.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,15 +15,26 @@ from uuid import UUID
 import orjson
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from registry_core.domain.bounds import (
+    INT64_MAX,
+    INT64_MIN,
+    WIRE_CHECKED,
+    big_json_integer,
+    json_text_storable,
+    path_of_number,
+)
+from registry_core.domain.cards import plain_json
 from registry_core.domain.commands import COMMAND_SCHEMA_VERSION, AnyCommand, Command
 from registry_core.domain.errors import (
     InvalidCommand,
+    InvalidName,
     RegistryError,
     UnsupportedSchemaVersion,
     clip,
     summarize_validation,
 )
 from registry_core.domain.events import EVENT_SCHEMA_VERSION, Event
+from registry_core.domain.names import MAX_NAME_LENGTH, validate_name
 
 _command_adapter: TypeAdapter[AnyCommand] = TypeAdapter(Command)
 _event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
@@ -33,6 +45,26 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 
 def encode(model: BaseModel) -> bytes:
     return orjson.dumps(model.model_dump(mode="json"))
+
+
+def encode_command(command: AnyCommand) -> bytes:
+    """A command's wire bytes, for a client: refuses (InvalidCommand, naming the field) what the
+    sequencer would refuse, before anything is published. The command model checked its values
+    when it was built; values of types JSON does not have (in `metadata`, say) are checked
+    again in the form they are sent, by decoding the bytes as the sequencer does."""
+    try:
+        payload = encode(command)
+    except (ValueError, TypeError) as exc:  # PydanticSerializationError, JSONEncodeError
+        raise InvalidCommand(
+            f"the command cannot be written as JSON: {clip(exc, 300)}; card metadata and"
+            " attributes take JSON values (text, numbers, booleans, null, lists, objects)"
+        ) from exc
+    loose = [getattr(command, f, None) for f in ("metadata", "attributes", "add_metrics")]
+    if not all(v is None or plain_json(v) for v in loose):
+        checked = decode_command(payload, max_bytes=len(payload))
+        if isinstance(checked, UndecodableCommand):
+            raise checked.error
+    return payload
 
 
 @dataclass(frozen=True)
@@ -77,24 +109,43 @@ def _nul_at(value: Any) -> str | None:
     return None
 
 
+# An oversize message is parsed (to answer its sender) up to this size; past it, only its head
+# is searched for the id. The broker's own message limit bounds what arrives at all.
+SALVAGE_PARSE_BYTES = 16 * 1_048_576
+SALVAGE_HEAD_BYTES = 65_536
+# `"command_id"`, any JSON whitespace, `:`, whitespace, a string of up to 45 characters (a
+# uuid in any form `UUID()` reads: hex, hyphens, braces, `urn:uuid:`)
+_COMMAND_ID_RE = re.compile(rb'"command_id"[ \t\r\n]*:[ \t\r\n]*"([0-9A-Za-z{}:-]{32,45})"')
+
+
+def _salvage_oversize(raw: bytes) -> tuple[UUID | None, dict[str, Any]]:
+    """The command id (and routing key) of a message too large to be a command, so that its
+    rejection reaches the sender whatever the JSON's spacing or escapes. Linear in the
+    message's size: a full parse up to `SALVAGE_PARSE_BYTES`, a search of the head past it."""
+    if len(raw) <= SALVAGE_PARSE_BYTES:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            data = None
+        if isinstance(data, dict):
+            return _salvage_uuid(data.get("command_id")), _where(data)
+    # not JSON (or too large to parse): the first top-level-looking "command_id" of the head
+    found = _COMMAND_ID_RE.search(raw, 0, SALVAGE_HEAD_BYTES)
+    return (_salvage_uuid(found.group(1).decode("ascii")) if found else None), {}
+
+
 def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | UndecodableCommand:
     if raw is None:
         return UndecodableCommand(InvalidCommand("empty message (no value)"), None)
     if len(raw) > max_bytes:
-        cid = None
-        head = raw[:4096]
-        marker = b'"command_id":"'
-        at = head.find(marker)
-        if at >= 0:
-            cid = _salvage_uuid(
-                head[at + len(marker) : at + len(marker) + 36].decode(errors="replace")
-            )
+        cid, where = _salvage_oversize(raw)
         return UndecodableCommand(
             InvalidCommand(
                 f"command is {len(raw)} bytes, over the {max_bytes}-byte limit; large content"
                 " belongs in artifacts, not in card metadata"
             ),
             cid,
+            **where,
         )
     try:
         data = orjson.loads(raw)
@@ -116,6 +167,16 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
             ),
             _salvage_uuid(data.get("command_id")),
         )
+    big = big_json_integer(raw)
+    if big is not None:  # (decoded as a float: the number would silently change)
+        return UndecodableCommand(
+            InvalidCommand(
+                f"{path_of_number(data, big) or '(message)'}: the integer {clip(big, 40)} is"
+                f" outside {INT64_MIN}..{INT64_MAX}, which the registry cannot store"
+            ),
+            _salvage_uuid(data.get("command_id")),
+            **_where(data),
+        )
     version = data.get("schema_version", COMMAND_SCHEMA_VERSION)
     if version != COMMAND_SCHEMA_VERSION:
         return UndecodableCommand(
@@ -128,7 +189,9 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
             **_where(data),
         )
     try:
-        return _command_adapter.validate_python(data)
+        # (every field is checked to what the store holds; from the bytes when they tell)
+        context = WIRE_CHECKED if json_text_storable(raw) else None
+        return _command_adapter.validate_python(data, context=context)
     except ValidationError as exc:
         return UndecodableCommand(
             InvalidCommand(f"invalid command: {_short(exc)}"),
@@ -138,11 +201,21 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
 
 
 def _where(data: dict[str, Any]) -> dict[str, Any]:
-    """The key of a command that failed to decode, where it can tell (for its rejection)."""
-    return {
-        k: data.get(k) if isinstance(data.get(k), str) and len(data[k]) <= 64 else None
-        for k in ("registry", "space", "name")
-    }
+    """The key of a command that failed to decode, where it can tell (for its rejection): only
+    a known registry and valid names (they are stored with the rejection, and name nothing
+    otherwise)."""
+    out: dict[str, Any] = {"registry": None, "space": None, "name": None}
+    registry = data.get("registry")
+    if isinstance(registry, str) and len(registry) <= 64:
+        out["registry"] = registry
+    for k in ("space", "name"):
+        value = data.get(k)
+        if isinstance(value, str) and len(value) <= MAX_NAME_LENGTH:
+            try:
+                out[k] = validate_name(value, field=k)
+            except InvalidName:
+                pass
+    return out
 
 
 def upcast_event(data: dict[str, Any]) -> dict[str, Any]:
@@ -159,9 +232,13 @@ def upcast_event(data: dict[str, Any]) -> dict[str, Any]:
 
 def decode_event(raw: bytes | str | dict[str, Any]) -> Event:
     data = raw if isinstance(raw, dict) else orjson.loads(raw)
+    context = None
+    if not isinstance(raw, dict):
+        text = raw.encode() if isinstance(raw, str) else raw
+        context = WIRE_CHECKED if json_text_storable(text) else None
     if data.get("schema_version", 1) > EVENT_SCHEMA_VERSION:
         raise UnsupportedSchemaVersion(
             f"event schema_version {data.get('schema_version')} is newer than this reader"
             f" ({EVENT_SCHEMA_VERSION}); upgrade opsml-registry"
         )
-    return _event_adapter.validate_python(upcast_event(data))
+    return _event_adapter.validate_python(upcast_event(data), context=context)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
+from registry_core.domain.bounds import Int64, Storable
 from registry_core.domain.errors import InvalidArtifact
 
 MAX_PATH_LENGTH = 512
@@ -39,14 +40,14 @@ def validate_artifact_path(path: object) -> str:
     return path
 
 
-class ArtifactRef(BaseModel):
+class ArtifactRef(Storable):
     """One file of a card: where it sits under the card's directory, its sha256 and size."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: str
     sha256: str
-    size: int = Field(ge=0)
+    size: Int64 = Field(ge=0)  # artifacts.size is a bigint
     media_type: str | None = Field(default=None, max_length=128)
 
     @field_validator("path")

@@ -13,9 +13,10 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from registry_core.domain.artifacts import ArtifactRef
+from registry_core.domain.bounds import Storable, StoredDatetime
 from registry_core.domain.names import validate_name
 
 MAX_TAGS = 64
@@ -61,8 +62,10 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     return tags
 
 
-class Card(BaseModel):
-    """Base for every artifact card. `version` and `uid` are set by the registry on registration."""
+class Card(Storable):
+    """Base for every artifact card. `version` and `uid` are set by the registry on registration.
+    Every field is checked to what the registry can store (`Storable`), on construction and on
+    assignment, so a bad value fails where it is set, naming the field."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -80,7 +83,7 @@ class Card(BaseModel):
     tags: dict[str, str] = Field(default_factory=dict)
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION_LENGTH)
     metadata: dict[str, Json] = Field(default_factory=dict)
-    created_at: datetime | None = None
+    created_at: StoredDatetime | None = None
     # the files stored with this card version (set by the registry on registration)
     artifacts: list[ArtifactRef] = Field(default_factory=list)
 
@@ -184,7 +187,7 @@ def lineage_uids(cls: type[Card], attributes: dict[str, Json]) -> list[UUID]:
     return found
 
 
-class DataSplit(BaseModel):
+class DataSplit(Storable):
     """A named part of a dataset: rows where `column == value`, or rows [start, stop)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -254,13 +257,13 @@ class ModelCard(Card):
     sample_data_type: str | None = None
 
 
-class Metric(BaseModel):
+class Metric(Storable):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=128)
     value: float
-    step: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    timestamp: datetime | None = None
+    step: int | None = Field(default=None, ge=0, le=2**31 - 1)  # run_metrics.step is an integer
+    timestamp: StoredDatetime | None = None
 
 
 ParamValue = float | int | str | bool | None
@@ -340,19 +343,19 @@ class ProjectCard(Card):
     once_per_name = True
 
 
-class AuditQuestion(BaseModel):
+class AuditQuestion(Storable):
     model_config = ConfigDict(extra="forbid")
 
     question: str = Field(max_length=2000)
     response: str | None = Field(default=None, max_length=20_000)
 
 
-class AuditComment(BaseModel):
+class AuditComment(Storable):
     model_config = ConfigDict(extra="forbid")
 
     author: str = Field(max_length=256)
     comment: str = Field(max_length=20_000)
-    timestamp: datetime | None = None
+    timestamp: StoredDatetime | None = None
 
 
 class AuditCard(Card):
@@ -398,7 +401,7 @@ def card_types_for(registry: RegistryType) -> tuple[str, ...]:
     return tuple(t for t, c in CARD_CLASSES.items() if c.registry_type is registry)
 
 
-class CardRecord(BaseModel):
+class CardRecord(Storable):
     """The registry's record of one card version: exactly what a CardRegistered event carries."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -415,8 +418,8 @@ class CardRecord(BaseModel):
     attributes: dict[str, Json] = Field(default_factory=dict)
     artifacts: list[ArtifactRef] = Field(default_factory=list)
     status: Literal["active", "deleted"] = "active"
-    created_at: datetime
-    updated_at: datetime | None = None
+    created_at: StoredDatetime
+    updated_at: StoredDatetime | None = None
     command_id: UUID
     actor: str | None = None
 

@@ -7,13 +7,13 @@ command is keyed by registry/space/name, the unit versions are sequenced in.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from registry_core.domain.artifacts import ArtifactRef
+from registry_core.domain.bounds import Storable, StoredDatetime
 from registry_core.domain.cards import (
     MAX_DESCRIPTION_LENGTH,
     REGISTRY_ALIASES,
@@ -27,12 +27,15 @@ from registry_core.domain.versioning import VersionType
 COMMAND_SCHEMA_VERSION: Literal[1] = 1
 
 
-class CommandBase(BaseModel):
+class CommandBase(Storable):
+    """Every field of every command is checked to what the registry can store (`Storable`):
+    a command the schema accepts is one the projection can write."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = COMMAND_SCHEMA_VERSION
     command_id: UUID
-    issued_at: datetime
+    issued_at: StoredDatetime
     actor: str | None = Field(default=None, max_length=256)
 
     registry: RegistryType

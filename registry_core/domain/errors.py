@@ -156,9 +156,26 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
 MAX_REASON = 2000
 
 
+def printable(text: str) -> str:
+    """`text` with what no store can hold written as escapes: U+0000 as `\\u0000`, a lone
+    surrogate as `\\udXXX`. Messages quote user input, and a message is stored too."""
+    if "\x00" not in text:
+        if text.isascii():
+            return text
+        try:
+            text.encode("utf-8")
+            return text
+        except UnicodeEncodeError:
+            pass
+    return (
+        text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
+    )
+
+
 def clip(text: object, limit: int = 120) -> str:
-    """Echo at most `limit` characters of user input into a message."""
-    shown = str(text)
+    """Echo at most `limit` characters of user input into a message (storable: see
+    `printable`)."""
+    shown = printable(str(text))
     return shown if len(shown) <= limit else shown[: limit - 3] + "..."
 
 
@@ -173,9 +190,10 @@ def summarize_validation(exc: Exception, limit: int = MAX_REASON) -> str:
         items = errors()
     parts = []
     for err in items[:5]:
-        loc = ".".join(clip(p, 40) for p in err.get("loc", ())) or "(message)"
+        loc = ".".join(clip(p, 40) for p in err.get("loc", ()))
         msg = clip(str(err.get("msg", "")).removeprefix("Value error, "), 300)
-        parts.append(f"{loc}: {msg}")
+        # (a whole-model check names its field itself, in the message)
+        parts.append(f"{loc}: {msg}" if loc else msg)
     more = len(items) - 5
     return clip("; ".join(parts) + (f"; and {more} more" if more > 0 else ""), limit)
 

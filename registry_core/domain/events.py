@@ -7,13 +7,13 @@ the command in `opsml.commands` (so catching up on events also advances the comm
 
 from __future__ import annotations
 
-from datetime import datetime
 from hashlib import sha1
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from registry_core.domain.bounds import Int32, Int64, SafeText, Storable, StoredDatetime
 from registry_core.domain.cards import CardRecord, RegistryType
 
 EVENT_SCHEMA_VERSION: Literal[1] = 1
@@ -44,15 +44,18 @@ def event_id_for(command_id: UUID, epoch: int, index: int = 0) -> UUID:
     return _uuid5(f"event:{command_id}:{epoch}:{index}")
 
 
-class EventBase(BaseModel):
+class EventBase(Storable):
+    """Every field is checked to what the projection can store (`Storable`); the epoch is an
+    `integer` column, offsets `bigint`."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     schema_version: Literal[1] = EVENT_SCHEMA_VERSION
     event_id: UUID
     command_id: UUID
-    occurred_at: datetime
-    epoch: int = Field(ge=0)
-    command_offset: int | None = None
+    occurred_at: StoredDatetime
+    epoch: Int32 = Field(ge=0)
+    command_offset: Int64 | None = None
 
 
 class CardRegistered(EventBase):
@@ -77,11 +80,12 @@ class CardDeleted(EventBase):
 
 class CommandRejected(EventBase):
     type: Literal["command_rejected"] = "command_rejected"
-    error_code: str
-    reason: str
+    # composed by the registry, quoting input: made storable (escaped), never refused
+    error_code: SafeText
+    reason: SafeText
     registry: RegistryType | None = None
-    space: str | None = None
-    name: str | None = None
+    space: SafeText | None = None
+    name: SafeText | None = None
 
 
 class SequencerStarted(EventBase):
