@@ -8,6 +8,9 @@ Postgres really refuses (a NUL character in a jsonb key; a metric timestamp that
 UTC), and `projection.card_row` is patched to write a number past an integer column for cards
 tagged `poison=row` (an event every reader decodes, so the replay meets the same refusal). The
 worker, the broker and Postgres are real; the sequencer runs in this process.
+
+Last, declared facts against stored facts: a reference to content the space already stores must
+declare the stored size (a real worker and API, as in test_artifacts.py).
 """
 
 from __future__ import annotations
