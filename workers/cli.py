@@ -134,7 +134,12 @@ def replay(
         str, typer.Option(help="kafka (the log, from offset 0) | archive (Postgres event_log)")
     ] = "kafka",
     verify_only: Annotated[
-        bool, typer.Option(help="Rebuild, print the differences from the live, switch nothing.")
+        bool,
+        typer.Option(
+            help="Rebuild, print the differences from the live, switch nothing. Exit 0: identical"
+            " and the live projection is at the end of the log; 1: different; 2: identical, but"
+            " the live projection is behind the log (events published and not projected)."
+        ),
     ] = False,
     force: Annotated[
         bool, typer.Option(help="Switch even when the rebuild differs from the live tables.")
@@ -156,11 +161,13 @@ def replay(
     ] = True,
 ) -> None:
     """Rebuild every read table from the event log into a fresh schema, verify, switch."""
+    from aiokafka.errors import KafkaError
     from rich.console import Console
 
     from workers.replay import ReplayError
     from workers.replay import replay as run_replay
     from workers.replay import republish as run_republish
+    from workers.replay.sources import unreachable
 
     s = _settings()
     console = Console(stderr=True)
@@ -183,6 +190,9 @@ def replay(
     except ReplayError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(1) from None
+    except KafkaError as exc:  # one line naming the address and the setting, not a traceback
+        typer.secho(f"error: {unreachable(s, exc)}", fg="red", err=True)
+        raise typer.Exit(1) from None
     st = result.stats
     for diff in result.diffs:
         typer.echo(diff.describe())
@@ -190,14 +200,28 @@ def replay(
         f"replayed {st.events} events ({st.applied} applied, {st.fenced} fenced,"
         f" {st.undecodable} skipped) in {st.seconds:.1f}s = {st.rate:,.0f} events/s"
     )
+    behind = result.behind
+    if behind is not None:
+        first, last = behind
+        typer.echo(
+            f"the live projection is behind the log by {last - first + 1} events (offsets"
+            f" {first}..{last}): published to {s.events_topic} and not projected; the tables"
+            " above are compared up to offset"
+            f" {first - 1}. Is the worker running? If it keeps stopping, its log names the cause."
+        )
     if result.switched:
         typer.echo(
             f"switched: the rebuilt tables are live; the old ones are kept in schema"
             f" {result.old_schema} (DROP SCHEMA {result.old_schema} CASCADE when satisfied)"
         )
     elif verify_only:
-        typer.echo("identical" if result.identical else "DIFFERENT")
-        raise typer.Exit(0 if result.identical else 1)
+        if not result.identical:
+            typer.echo("DIFFERENT")
+            raise typer.Exit(1)
+        if behind is not None:
+            typer.echo("BEHIND (identical up to the live projection's position)")
+            raise typer.Exit(2)
+        typer.echo("identical")
 
 
 @app.command("list")

@@ -89,6 +89,7 @@ async def republish(settings: Settings, *, console: Console | None = None) -> Re
     conn = await db.connect(settings.dsn)
     try:
         await _hold_lock(conn)
+        await sources.check_reachable(settings)  # ensure_topics would retry for a minute
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             [settings.commands_topic, settings.events_topic],
@@ -110,7 +111,7 @@ async def republish(settings: Settings, *, console: Console | None = None) -> Re
             max_request_size=max(settings.max_command_bytes * 2, 1_048_576),
             **settings.kafka_client_kwargs(),
         )
-        await producer.start()
+        await sources.start_client(producer, settings)
         events = gaps = 0
         t0 = time.perf_counter()
         try:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import OffsetOutOfRangeError
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaConnectionError, OffsetOutOfRangeError
 
 from registry_core.messaging import ContiguousReader
 from registry_core.settings import Settings
@@ -33,6 +34,48 @@ ARCHIVE_END = "SELECT coalesce(max(event_offset), -1) FROM event_log"
 READ_AHEAD = 8  # batches read from Kafka ahead of the caller (kafka_batches)
 
 
+def unreachable(settings: Settings, exc: BaseException | None = None) -> str:
+    """One line for an operator: which address failed and which setting holds it."""
+    why = f": {exc}" if exc is not None else ""
+    return (
+        f"cannot reach Kafka at {settings.kafka_bootstrap_servers} (the setting"
+        f" OPSML_KAFKA_BOOTSTRAP_SERVERS){why}"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_aiokafka() -> Iterator[None]:
+    """aiokafka logs its own ERROR line for a refused connection; the ReplayError says it."""
+    logger = logging.getLogger("aiokafka")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+async def start_client(client: AIOKafkaConsumer | AIOKafkaProducer, settings: Settings) -> None:
+    """Start an aiokafka client; an unreachable broker is a ReplayError that names the address
+    and the setting (printed as one line by `opsml replay`, not a traceback)."""
+    try:
+        with _quiet_aiokafka():
+            await client.start()
+    except KafkaConnectionError as exc:
+        await client.stop()
+        raise ReplayError(unreachable(settings, exc)) from None
+
+
+async def check_reachable(settings: Settings) -> None:
+    """Fail fast, in one line, when no broker answers at the configured address."""
+    # (a producer: a consumer stopped straight after its start can raise CancelledError)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, **settings.kafka_client_kwargs()
+    )
+    await start_client(producer, settings)
+    await producer.stop()
+
+
 def consumer_for(settings: Settings, **extra: Any) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -49,7 +92,7 @@ async def high_water(settings: Settings, topic: str, probe: int = 0) -> int:
     `latest` wrongly, so end_offsets()/seek_to_end() are not used.) A `probe` offset past the end
     raises OffsetOutOfRangeError; offset 0 of an empty topic is valid and reports 0."""
     consumer = consumer_for(settings)
-    await consumer.start()
+    await start_client(consumer, settings)
     tp = TopicPartition(topic, 0)
     try:
         consumer.assign([tp])
@@ -59,7 +102,7 @@ async def high_water(settings: Settings, topic: str, probe: int = 0) -> int:
             hw = consumer.highwater(tp)
             if hw is not None:
                 return int(hw)
-        raise ReplayError(f"no fetch response from {topic} after 10 s; is Kafka reachable?")
+        raise ReplayError(f"no fetch response from {topic} after 10 s; {unreachable(settings)}?")
     finally:
         await consumer.stop()
 
@@ -82,7 +125,7 @@ async def kafka_batches(
         max_partition_fetch_bytes=8 * 1_048_576,
         fetch_max_bytes=64 * 1_048_576,
     )
-    await consumer.start()
+    await start_client(consumer, settings)
     tp = TopicPartition(settings.events_topic, 0)
     # Read ahead: aiokafka sends the next fetch only once its buffered records are taken, so a
     # task takes them as they arrive (up to READ_AHEAD batches) while the caller works on
