@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from registry_core.domain.cards import CardRecord
 
@@ -29,22 +29,40 @@ def storable_text(value: str) -> str:
 def storable_datetime(value: datetime) -> datetime:
     """The read API's datetimes are compared in UTC (timestamptz): an offset that moves a value
     across the calendar's ends (`0001-01-01T00:00:00+14:00` is in year 0 in UTC) cannot be sent
-    to Postgres; refused with the parameter named instead of a 500."""
-    if value.tzinfo is not None:
-        try:
-            value.astimezone(UTC)
-        except OverflowError:
-            raise ValueError(
-                "out of range: in UTC the date must be between 0001-01-01 and 9999-12-31"
-            ) from None
+    to Postgres; refused with the parameter named instead of a 500. The conversion is asyncpg's
+    (a value without an offset is in the server's local time)."""
+    try:
+        value.astimezone(UTC)
+    except (OverflowError, OSError, ValueError):
+        raise ValueError(
+            "out of range: in UTC the date must be between 0001-01-01 and 9999-12-31"
+        ) from None
     return value
 
 
 Text = Annotated[str, AfterValidator(storable_text)]
 """A string that Postgres text can hold (for request bodies; query strings and paths cannot
 carry lone surrogates, and the API refuses NUL in them before routing)."""
-StorableDatetime = Annotated[datetime, AfterValidator(storable_datetime)]
-"""A datetime that stays inside the calendar once converted to UTC (query parameters)."""
+QueryDatetime = Annotated[
+    datetime,
+    AfterValidator(storable_datetime),
+    # What the parameter accepts (pydantic's datetime parsing), so that the document and the API
+    # agree: schemathesis's negative tests found `max_date=0` answered 200 against the generated
+    # `format: date-time`.
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time"},
+                {"type": "string", "format": "date"},
+                {"type": "number"},
+            ],
+            "description": "an ISO 8601 date-time (without an offset: the server's local time)"
+            " or date, or Unix time (seconds; milliseconds above 2e10); in UTC within the years"
+            " 1-9999",
+        }
+    ),
+]
+"""A datetime query parameter that stays inside the calendar once converted to UTC."""
 
 
 class KafkaConfig(BaseModel):

@@ -257,7 +257,7 @@ RANGES: list[tuple[str, int, bytes | None]] = [
 async def test_range_headers_are_served_or_refused_with_a_detail(stack: Stack) -> None:
     uid, path = await _register(stack, PAYLOAD)
     url = f"/api/v1/cards/{uid}/artifacts/{path}"
-    problems = []
+    problems: list[str | None] = []
     async with Http(stack) as http:
         whole = await http.get(url)
         assert whole.status_code == 200 and whole.content == PAYLOAD, whole.status_code

@@ -220,7 +220,7 @@ async def replay(
         schema = f"{REBUILD_PREFIX}{n}"
         live_rows = {r["name"]: r for r in await _live_tracking(live)}
         has_archive = "event_log" in await tables_in(live, LIVE_SCHEMA)
-        # The log's end, before anything of the live projection is read (see ReplayResult.behind)
+        # The log's end, read before the live position it is compared with (ReplayResult.behind)
         log_end = (
             await sources.high_water(settings, settings.events_topic) - 1
             if source == "kafka"
