@@ -6,6 +6,7 @@ applied in a chain until the current version is reached.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -126,10 +127,25 @@ def _salvage_oversize(raw: bytes) -> tuple[UUID | None, dict[str, Any]]:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError:
-            data = None
+            return _salvage_invalid(raw)
         if isinstance(data, dict):
             return _salvage_uuid(data.get("command_id")), _where(data)
-    # not JSON (or too large to parse): the first top-level-looking "command_id" of the head
+        return None, {}
+    # too large to parse: the first "command_id" of its head
+    found = _COMMAND_ID_RE.search(raw, 0, SALVAGE_HEAD_BYTES)
+    return (_salvage_uuid(found.group(1).decode("ascii")) if found else None), {}
+
+
+def _salvage_invalid(raw: bytes) -> tuple[UUID | None, dict[str, Any]]:
+    """The command id (and key) of a message that is not strict JSON, so that its sender gets
+    the rejection: a client writing with Python's json module sends a lone surrogate as an
+    escape, NaN and Infinity as bare words, which Python's own decoder still reads."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):  # (JSONDecodeError and UnicodeDecodeError included)
+        data = None
+    if isinstance(data, dict):
+        return _salvage_uuid(data.get("command_id")), _where(data)
     found = _COMMAND_ID_RE.search(raw, 0, SALVAGE_HEAD_BYTES)
     return (_salvage_uuid(found.group(1).decode("ascii")) if found else None), {}
 
@@ -150,7 +166,10 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        return UndecodableCommand(InvalidCommand(f"message is not valid JSON: {exc}"), None)
+        cid, where = _salvage_invalid(raw)
+        return UndecodableCommand(
+            InvalidCommand(f"message is not valid JSON: {clip(exc, 300)}"), cid, **where
+        )
     if not isinstance(data, dict):
         return UndecodableCommand(
             InvalidCommand(f"a command must be a JSON object, got {type(data).__name__}"), None

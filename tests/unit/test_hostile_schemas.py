@@ -25,14 +25,22 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from registry_core.contracts.codec import UndecodableCommand, decode_command
+from registry_core.contracts.codec import UndecodableCommand, decode_command, decode_event, encode
 from registry_core.domain.cards import CARD_CLASSES, CardRecord, RegistryType
 from registry_core.domain.commands import DeleteCard, RegisterCard, UpdateCard
 from registry_core.domain.decider import Context, NameState, handle
 from registry_core.domain.errors import RegistryError
 from registry_core.domain.events import CardDeleted, CardRegistered, CardUpdated, CommandRejected
 from registry_core.domain.versioning import MAX_PART, VersionType, next_version, parse_constraint
-from tests.support.wire import command, obeys_name_rule
+from registry_core.persistence.projection import _json_rows, card_row, metric_rows
+from tests.support.wire import (
+    command,
+    hostile_commands,
+    must_be_refused,
+    obeys_name_rule,
+    unstorable,
+    utc_in_calendar,
+)
 
 LIMIT = 1_048_576
 MAX_REASON = 2048  # "reasonably short": a reason is read by a person, not a log dump
@@ -104,6 +112,7 @@ SURROGATES = ["\ud800", "\udfff", "a\udc80b"]
 
 hostile_text = st.one_of(
     st.sampled_from(HOSTILE_STRINGS + SURROGATES),
+    st.text(st.characters(exclude_categories=()), max_size=20),  # lone surrogates, NUL
     st.text(max_size=80),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=60, max_size=200),
     st.integers(min_value=0, max_value=5000).map(lambda n: "x" * n),
@@ -150,9 +159,7 @@ json_like = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20)),
     lambda inner: st.one_of(
         st.lists(inner, max_size=4),
-        st.dictionaries(
-            st.one_of(st.sampled_from(FIELDS), st.text(max_size=10)), inner, max_size=6
-        ),
+        st.dictionaries(st.one_of(st.sampled_from(FIELDS), hostile_text), inner, max_size=6),
     ),
     max_leaves=20,
 )
@@ -419,7 +426,7 @@ def decodable_commands(draw: st.DrawFn) -> tuple[RegisterCard | UpdateCard | Del
         body["pre_tag"] = draw(st.sampled_from(["rc", "alpha", "", "a.b", "-", "x" * 32]))
         body["build_tag"] = draw(st.sampled_from(["build", "", "b+1", "x" * 32]))
         body["attributes"] = attributes
-        body["metadata"] = draw(st.dictionaries(st.text(max_size=5), hostile_scalars, max_size=3))
+        body["metadata"] = draw(st.dictionaries(hostile_text, hostile_values, max_size=3))
     else:
         body["uid"] = str(target)
         if kind == "update_card":
@@ -577,3 +584,64 @@ def test_next_version_only_raises_registry_errors(
         assert exc.message.strip()
         return
     assert out not in existing, f"{out} was already taken"
+
+
+# ---- full ranges: every command type, keys as well as values (issue 19) -----------------------
+
+# cards already registered, to update and delete (one of each kind that has metrics or not)
+TARGETS = [
+    {"uid": uuid4(), "registry": "run", "space": "gen", "name": "a", "card_type": "RunCard"},
+    {"uid": uuid4(), "registry": "data", "space": "gen", "name": "b", "card_type": "DataCard"},
+    {"uid": uuid4(), "registry": "audit", "space": "gen", "name": "c", "card_type": "AuditCard"},
+]
+TARGET_RECORDS = {
+    t["uid"]: CardRecord(
+        uid=t["uid"],
+        registry=t["registry"],
+        space=t["space"],
+        name=t["name"],
+        version="1.0.0",
+        card_type=t["card_type"],
+        created_at=NOW,
+        command_id=uuid4(),
+    )
+    for t in TARGETS
+}
+
+
+@settings(
+    max_examples=400,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(hostile_commands(TARGETS))
+def test_whatever_is_accepted_fits_the_store_and_the_rest_is_refused(body: dict[str, Any]) -> None:
+    """From decode to the projection's rows: a command is refused, or every event it yields
+    encodes, decodes back the same, and holds only what the store can (restated in
+    tests/support/wire.py); a command holding what the store cannot is never accepted."""
+    body = {**body, "command_id": str(uuid4())}
+    raw = to_json(body)  # lone surrogates escaped, NaN and huge ints written out
+    out = decode_command(raw, max_bytes=LIMIT)
+    check_decoded(out)
+    if isinstance(out, UndecodableCommand):
+        assert unstorable(out.error.message) is None
+        return
+    (event,) = handle(out, NameState(), dict(TARGET_RECORDS), CTX)
+    payload = encode(event)
+    stored = orjson.loads(payload)
+    assert unstorable(stored) is None, unstorable(stored)
+    assert decode_event(payload) == event
+    why = must_be_refused(body)
+    if isinstance(event, CommandRejected):
+        return
+    assert why is None, f"accepted although {why}: {str(body)[:400]}"
+    card = event.card  # type: ignore[union-attr]
+    if isinstance(event, CardRegistered):
+        _json_rows([card_row(event, 1)])
+    for *_, step, value, logged_at in metric_rows(card):
+        assert step is None or 0 <= step <= 2**31 - 1
+        assert value == value and abs(value) != float("inf")
+        assert logged_at is None or utc_in_calendar(logged_at)
+    for ref in card.artifacts:
+        assert 0 <= ref.size <= 2**63 - 1
