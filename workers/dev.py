@@ -50,9 +50,11 @@ SUPERVISED = ("worker", "api")
 # the end of its log: it would only fail again (it restarted every 2 s while "running").
 EARLY_EXITS_MAX = 3
 FAILURE_LINES = 15
+EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt): ")
 # Every child gets its stop signal at once and this long before SIGKILL. Tansu exits at once on
-# SIGINT but waits 5 s on SIGTERM; the API (uvicorn) would wait for open long-polls.
-STOP_GRACE_SECONDS = 2.5
+# SIGINT but waits 5 s on SIGTERM; SeaweedFS takes ~1.2 s; uvicorn waits for open long-polls
+# unless told a bound (`timeout_graceful_shutdown`).
+STOP_GRACE_SECONDS = 2.0
 STOP_SIGNALS = {
     "api": signal.SIGTERM,
     "worker": signal.SIGTERM,
@@ -518,10 +520,15 @@ class DevStack:
                 text = f.read().decode(errors="replace")
         except OSError:
             text = ""
-        tail = [line for line in text.splitlines() if line.strip()][-FAILURE_LINES:]
+        tail = [line for line in text.splitlines() if line.strip()]
+        # A traceback ends with the exception's own message, which says what is wrong and what
+        # to do: show it rather than the frames above it (the whole log stays in the file).
+        raised = [i for i, line in enumerate(tail) if EXCEPTION_LINE.match(line)]
+        tail = tail[raised[-1] :] if raised else tail
+        tail = tail[-FAILURE_LINES:]
         lines = [
             f"the {role} exited {EARLY_EXITS_MAX} times in a row before it was ready (last exit"
-            f" code {code}); the end of its log ({path}):",
+            f" code {code}); from its log ({path}):",
             *(f"    {line}" for line in tail),
         ]
         if "the broker lost its data" in text:
