@@ -311,13 +311,14 @@ async def _drop(*databases: str) -> None:
 def test_each_new_data_directory_gets_a_clean_registry(
     tmp_path: Path, running: list[subprocess.Popen[str]]
 ) -> None:
-    """No --database-url: each directory its own database on the local Postgres. Deleting a
-    directory and starting again on its path is refused, with the command that starts afresh."""
-    a, b = tmp_path / "a" / ".opsml", tmp_path / "b" / ".opsml"
-    names = [dev.default_database_url(d).rsplit("/", 1)[1] for d in (a, b)]
+    """No --database-url: each directory its own database on the local Postgres; a copy gets
+    its own too. Deleting a directory and starting again on its path is refused, with the
+    command that starts afresh."""
+    a, b, c = (tmp_path / d / ".opsml" for d in "abc")
+    names = [dev.default_database_url(d).rsplit("/", 1)[1] for d in (a, b, c)]
     (port,) = procs.free_ports(1)
     try:
-        for data_dir, name in zip((a, b), names, strict=True):
+        for data_dir, name in zip((a, b), names, strict=False):
             proc = _start(data_dir, port, None, "--demo")
             running.append(proc)
             out = _read_until(proc, "opsml dev is running")
@@ -328,6 +329,16 @@ def test_each_new_data_directory_gets_a_clean_registry(
             assert asyncio.run(_comment(name)) == (
                 dev.IDENTITY_COMMENT + (data_dir / "identity").read_text().strip()
             )
+        # A copy of a stopped directory is a fork: its own database, rebuilt from the copied
+        # event log, so its versions continue from the original's.
+        shutil.copytree(b, c)
+        proc = _start(c, port, None, "--demo")
+        running.append(proc)
+        out = _read_until(proc, "opsml dev is running")
+        assert any(f"Postgres: 127.0.0.1:5432/{names[2]}" in line for line in out), out
+        assert any("demo RunCard demo/churn version 1.1.0" in line for line in out), out
+        _stop(proc)
+
         shutil.rmtree(a)
         again = _start(a, port, None)
         running.append(again)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -13,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from client import CardRegistry, RunCard
+from client import CardRegistry, RunCard, subscribe
 from workers import procs
 
 pytestmark = pytest.mark.e2e
@@ -66,6 +67,24 @@ def _stop(proc: subprocess.Popen[str]) -> list[int]:
     return [k.pid for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
 
 
+def _read_group(uri: str, group: str, n: int) -> list[str]:
+    """The versions of the next `n` run events for a subscriber group, then stop (committing
+    what it finished: all but the last one, which a restarted group gets again)."""
+
+    async def go() -> list[str]:
+        seen: list[str] = []
+        async for ev in subscribe(
+            "run", tracking_uri=uri, group_id=group, from_="beginning", commit_every=1
+        ):
+            assert ev.card is not None
+            seen.append(ev.card.version)
+            if len(seen) == n:
+                break
+        return seen
+
+    return asyncio.run(asyncio.wait_for(go(), 60))
+
+
 @pytest.fixture
 def stack_dir(tmp_path: Path) -> Iterator[Path]:
     yield tmp_path / ".opsml"
@@ -87,6 +106,8 @@ def test_opsml_dev_registers_persists_and_stops_cleanly(stack_dir: Path, databas
                 "1.1.0",
                 "1.0.0",
             ]
+        # a subscriber group reads both and stops; its position is kept with the log
+        assert _read_group(uri, "durable", 2) == ["1.0.0", "1.1.0"]
     finally:
         leftovers = _stop(first)
     assert first.returncode == 0
@@ -102,6 +123,8 @@ def test_opsml_dev_registers_persists_and_stops_cleanly(stack_dir: Path, databas
             reg.register_card(card)
             assert card.version == "1.2.0"
             assert len(reg.list_cards(space="demo", name="churn")) == 3
+        # the group resumes where it stopped: the event it had not finished, then the new one
+        assert _read_group(uri, "durable", 2) == ["1.1.0", "1.2.0"]
     finally:
         leftovers = _stop(second)
     assert leftovers == []
