@@ -1,4 +1,4 @@
-"""The pure domain: cards, names, semver rules, commands, events, decide/evolve, errors.
+"""The pure domain: cards, names, semver rules, commands, events, decide/evolve, verdicts, errors.
 
 Imports nothing that does I/O (no asyncpg, aiokafka, boto, clocks or randomness).
 """
@@ -20,7 +20,7 @@ from registry_core.domain.cards import (
     card_key,
 )
 from registry_core.domain.commands import DeleteCard, RegisterCard, UpdateCard
-from registry_core.domain.decider import INITIAL_STATE, Context, NameState, decide, evolve, handle
+from registry_core.domain.decider import Context, decide, handle
 from registry_core.domain.errors import RegistryError
 from registry_core.domain.events import (
     CardDeleted,
@@ -30,6 +30,8 @@ from registry_core.domain.events import (
     Event,
     SequencerStarted,
 )
+from registry_core.domain.state import INITIAL_STATE, NameState, evolve, fold
+from registry_core.domain.verdicts import Refused, Unreadable, Unstorable, Unstored
 from registry_core.domain.versioning import VersionType
 
 __all__ = [
@@ -53,15 +55,20 @@ __all__ = [
     "PipelineCard",
     "ProjectCard",
     "PromptCard",
+    "Refused",
     "RegisterCard",
     "RegistryError",
     "RegistryType",
     "RunCard",
     "SequencerStarted",
+    "Unreadable",
+    "Unstorable",
+    "Unstored",
     "UpdateCard",
     "VersionType",
     "card_key",
     "decide",
     "evolve",
+    "fold",
     "handle",
 ]

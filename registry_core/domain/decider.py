@@ -1,26 +1,24 @@
-"""The sequencer's pure logic: `decide(command, state, refs) -> events` and `evolve`.
+"""The decider (pure): every decision the sequencer makes.
 
-Decide holds every business rule and raises a `RegistryError` when a command cannot be carried
-out; `handle` turns that into a `CommandRejected` fact. Evolve never validates.
+`decide(command, state, refs, ctx) -> events` holds every business rule and raises a
+`RegistryError` when a command cannot be carried out. `handle` is the one entry the worker
+calls: it turns such an error into a `CommandRejected` fact, and does the same for what the
+worker's checks outside the domain found, handed in as plain verdicts (access control, artifacts,
+a message that is no command, a decision the tables refused: registry_core/domain/verdicts.py).
+So no rejection is built anywhere else. State and `evolve` are in registry_core/domain/state.py.
 
-State is per sequencing key (registry/space/name): the versions already taken, deleted ones
-included. `refs` holds the records of the cards a command points at (the target of an update or
-delete, lineage references); the worker loads exactly those for each batch.
+`refs` holds the records of the cards a command points at (the target of an update or delete,
+lineage references); the worker loads exactly those for each batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, MutableMapping
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import orjson
-import semver
-from pydantic import ValidationError
-
+from registry_core.domain import attributes as card_attributes
 from registry_core.domain.cards import (
     CARD_CLASSES,
     Card,
@@ -28,7 +26,6 @@ from registry_core.domain.cards import (
     RegistryType,
     card_types_for,
     lineage_uids,
-    plain_json,
 )
 from registry_core.domain.commands import AnyCommand, DeleteCard, RegisterCard, UpdateCard
 from registry_core.domain.errors import (
@@ -36,13 +33,13 @@ from registry_core.domain.errors import (
     CardIsDeleted,
     CardNotFound,
     InvalidCommand,
+    InvalidName,
     NameTaken,
     NotDeletable,
     RegistryError,
     UnknownReference,
     WrongRegistry,
     clip,
-    summarize_validation,
 )
 from registry_core.domain.events import (
     CardDeleted,
@@ -53,21 +50,39 @@ from registry_core.domain.events import (
     event_id_for,
     uid_for_command,
 )
-from registry_core.domain.versioning import latest, next_version
+from registry_core.domain.names import validate_name
+from registry_core.domain.state import (
+    INITIAL_STATE,
+    NameState,
+    Refs,
+    evolve,
+    fold,
+    remember,
+)
+from registry_core.domain.verdicts import (
+    ANSWER_INDEX,
+    Refused,
+    Unreadable,
+    Unstorable,
+    Unstored,
+)
+from registry_core.domain.versioning import next_version
 
-Refs = Mapping[UUID, CardRecord]
-
-
-@dataclass(frozen=True)
-class NameState:
-    """What the sequencer knows about one card name: the versions already taken, and the
-    newest of them (kept so that a bump does not re-parse the whole history)."""
-
-    versions: AbstractSet[str] = field(default_factory=frozenset)
-    newest: semver.Version | None = None
-
-
-INITIAL_STATE = NameState()
+__all__ = [  # (state and evolve are re-exported: callers import them from here too)
+    "INITIAL_STATE",
+    "Context",
+    "NameState",
+    "Refs",
+    "Refused",
+    "Subject",
+    "decide",
+    "evolve",
+    "fold",
+    "handle",
+    "referenced_uids",
+    "reject",
+    "remember",
+]
 
 
 @dataclass(frozen=True)
@@ -109,62 +124,6 @@ def _card_class(command: RegisterCard) -> type[Card]:
             f" registry, which holds {accepted}s"
         )
     return cls
-
-
-# Validated attributes by (card class, attributes as JSON): most registrations carry the same
-# small attributes (a metadata-only card: its class's defaults), and building the card to
-# validate them costs more than the rest of the decision. Only successes are kept; the result is
-# kept as JSON and loaded anew for every caller, so no two records share a mutable value.
-_ATTRIBUTES_CACHE: dict[tuple[type[Card], bytes], bytes] = {}
-_ATTRIBUTES_CACHE_MAX = 4096
-_ATTRIBUTES_KEY_MAX = 1024  # bytes of JSON; larger attributes are validated every time
-
-
-# Only plain JSON values (what a decoded command holds) take part: a UUID object or an enum
-# could serialise like a string and validate differently, so it never shares an entry with one.
-def _attributes_key(cls: type[Card], attributes: dict[str, Any]) -> tuple[type[Card], bytes] | None:
-    try:
-        raw = orjson.dumps(attributes)
-    except TypeError:  # orjson.JSONEncodeError: big ints, surrogates, ...
-        return None
-    if len(raw) > _ATTRIBUTES_KEY_MAX or not plain_json(attributes):
-        return None
-    return cls, raw
-
-
-def _validated_attributes(
-    cls: type[Card], command: AnyCommand, attributes: dict[str, Any]
-) -> dict[str, Any]:
-    # space and name do not take part: the command validated them with the card's own rule,
-    # so they can neither fail here nor change the attributes
-    key = _attributes_key(cls, attributes)
-    if key is not None:
-        hit = _ATTRIBUTES_CACHE.get(key)
-        if hit is not None:
-            return orjson.loads(hit)  # type: ignore[no-any-return]
-    result = _validate_attributes(cls, command, attributes)
-    if key is not None:
-        try:
-            value = orjson.dumps(result)
-        except TypeError:
-            return result
-        if len(_ATTRIBUTES_CACHE) >= _ATTRIBUTES_CACHE_MAX:
-            _ATTRIBUTES_CACHE.clear()
-        _ATTRIBUTES_CACHE[key] = value
-    return result
-
-
-def _validate_attributes(
-    cls: type[Card], command: AnyCommand, attributes: dict[str, Any]
-) -> dict[str, Any]:
-    try:
-        # The card class is the schema of the type-specific attributes.
-        card = cls(space=command.space, name=command.name, **attributes)
-    except (ValidationError, TypeError) as exc:
-        raise InvalidCommand(
-            f"invalid {cls.card_type} attributes: {summarize_validation(exc)}"
-        ) from exc
-    return card.attributes()
 
 
 def _check_lineage(cls: type[Card], attributes: dict[str, Any], refs: Refs) -> None:
@@ -209,7 +168,7 @@ def decide(command: AnyCommand, state: NameState, refs: Refs, ctx: Context) -> l
 
 def _register(command: RegisterCard, state: NameState, refs: Refs, ctx: Context) -> Event:
     cls = _card_class(command)
-    attributes = _validated_attributes(cls, command, command.attributes)
+    attributes = card_attributes.validated(cls, command, command.attributes)
     if cls.once_per_name and state.versions:
         raise NameTaken(
             f"{cls.card_type}s register once per space/name and {command.key} exists;"
@@ -255,7 +214,7 @@ def _update(command: UpdateCard, refs: Refs, ctx: Context) -> Event:
         if "metrics" not in cls.model_fields:
             raise InvalidCommand(f"{cls.card_type}s have no metrics")
         attributes["metrics"] = [*attributes.get("metrics", []), *command.add_metrics]
-    attributes = _validated_attributes(cls, command, attributes)
+    attributes = card_attributes.validated(cls, command, attributes)
     # only references this update sets are checked (existing ones were checked when written)
     changed_refs = {k: attributes[k] for k in (command.attributes or {}) if k in attributes}
     _check_lineage(cls, changed_refs, refs)
@@ -290,33 +249,6 @@ def _envelope(command_id: UUID, ctx: Context, index: int = 0) -> dict[str, Any]:
     }
 
 
-def evolve(state: NameState, event: Event) -> NameState:
-    if isinstance(event, CardRegistered):
-        return NameState(state.versions | {event.card.version}, _max(state, event.card.version))
-    return state
-
-
-def _max(state: NameState, version: str) -> semver.Version:
-    v = semver.Version.parse(version)
-    if state.newest is None and state.versions:
-        current = latest(state.versions)
-        return v if current is None or v > current else current
-    return v if state.newest is None or v > state.newest else state.newest
-
-
-def fold(events: Iterable[Event], state: NameState = INITIAL_STATE) -> NameState:
-    for event in events:
-        state = evolve(state, event)
-    return state
-
-
-def remember(refs: MutableMapping[UUID, CardRecord], event: Event) -> None:
-    """Keep the batch's view of card records current (a registered card can be referenced, or
-    updated, by a later command of the same batch)."""
-    if isinstance(event, CardRegistered | CardUpdated | CardDeleted):
-        refs[event.card.uid] = event.card
-
-
 def reject(
     command_id: UUID,
     error: RegistryError,
@@ -328,30 +260,92 @@ def reject(
     index: int = 0,
 ) -> CommandRejected:
     """`error` as the command's outcome. `index` > 0 for a second fact about the same command
-    in the same epoch (a decision the read tables refused after it was published, answered by
-    a rejection: workers/sequencer/isolation.py), so that the two never share an event id."""
+    in the same epoch, so that the two never share an event id."""
+    return _rejected(command_id, Refused.because(error), ctx, registry, space, name, index)
+
+
+def _rejected(
+    command_id: UUID,
+    refused: Refused,
+    ctx: Context,
+    registry: RegistryType | None,
+    space: str | None,
+    name: str | None,
+    index: int = 0,
+) -> CommandRejected:
     return CommandRejected(
         **_envelope(command_id, ctx, index),
-        error_code=error.code,
-        reason=clip(error.message, MAX_REASON),
+        error_code=refused.code,
+        reason=clip(refused.reason, MAX_REASON),
         registry=registry,
         space=space,
         name=name,
     )
 
 
-def handle(command: AnyCommand, state: NameState, refs: Refs, ctx: Context) -> list[Event]:
-    """`decide`, with a broken business rule recorded as a CommandRejected fact."""
+Subject = AnyCommand | Unreadable | Unstored
+_NOT_COMMANDS = (Unreadable, Unstored)
+
+
+def handle(
+    subject: Subject, state: NameState, refs: Refs, ctx: Context, refused: Refused | None = None
+) -> list[Event]:
+    """The decision on anything the sequencer must answer. A command is decided, and a broken
+    business rule recorded as a CommandRejected fact, unless a check outside the domain refused
+    it first (`refused`: it is then rejected with that verdict, undecided). What is not a command
+    (`Unreadable`, `Unstored`) is answered with its rejection; `state` and `refs` are not read."""
+    if isinstance(subject, _NOT_COMMANDS):
+        return [_answer(subject, ctx)]
+    if refused is None:
+        try:
+            return decide(subject, state, refs, ctx)
+        except RegistryError as error:
+            refused = Refused.because(error)
+    return [
+        _rejected(subject.command_id, refused, ctx, subject.registry, subject.space, subject.name)
+    ]
+
+
+def _answer(subject: Unreadable | Unstored, ctx: Context) -> CommandRejected:
+    if isinstance(subject, Unreadable):
+        if subject.registry in RegistryType._value2member_map_:
+            return _rejected(
+                subject.command_id, subject.refused, ctx, RegistryType(str(subject.registry)),
+                subject.space, subject.name,  # type: ignore[arg-type]
+            )  # fmt: skip
+        return _rejected(subject.command_id, subject.refused, ctx, None, None, None)
+    error = Unstorable(
+        f"the registry cannot store this command: {subject.problem.rstrip('. ')}. Nothing was"
+        " registered; check the command's values (text without NUL characters, numbers and"
+        " dates the registry can hold) and send it again"
+    )
+    registry, space, name = _where(subject.about)
+    return _rejected(
+        subject.command_id, Refused.because(error), ctx, registry, space, name, ANSWER_INDEX
+    )
+
+
+def _where(event: Event | None) -> tuple[RegistryType | None, str | None, str | None]:
+    """A refused decision's key, echoed only where it is a valid name (the refusal may be the
+    name)."""
+    registry: object
+    space: object
+    name: object
+    if isinstance(event, CardRegistered | CardUpdated | CardDeleted):
+        registry, space, name = event.card.registry, event.card.space, event.card.name
+    elif isinstance(event, CommandRejected):
+        registry, space, name = event.registry, event.space, event.name
+    else:
+        return None, None, None
+    return (
+        registry if isinstance(registry, RegistryType) else None,
+        _valid_name(space),
+        _valid_name(name),
+    )
+
+
+def _valid_name(value: object) -> str | None:
     try:
-        return decide(command, state, refs, ctx)
-    except RegistryError as error:
-        return [
-            reject(
-                command.command_id,
-                error,
-                ctx,
-                registry=command.registry,
-                space=command.space,
-                name=command.name,
-            )
-        ]
+        return validate_name(value)
+    except InvalidName:
+        return None

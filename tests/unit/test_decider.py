@@ -29,6 +29,8 @@ from registry_core.domain.events import (
     Event,
     uid_for_command,
 )
+from registry_core.domain.state import NameState, evolve
+from registry_core.domain.verdicts import Refused, Unreadable, Unstorable, Unstored
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 CTX = Context(now=NOW, epoch=1, command_offset=0)
@@ -281,3 +283,66 @@ def test_metrics_update_of_a_run_with_lineage_needs_no_reference_lookup() -> Non
     cmd = of(run, UpdateCard, add_metrics=[{"name": "loss", "value": 0.1, "step": 0}])
     [event] = decide(cmd, w.state(cmd.key), refs_without_data, CTX)
     assert isinstance(event, CardUpdated) and event.card.attributes["metrics"][0]["value"] == 0.1
+
+
+# ---- verdicts: what the worker's checks found, decided here ---------------------------------
+
+
+def test_a_refused_command_is_rejected_with_the_verdict_and_not_decided() -> None:
+    cmd = register()
+    [event] = handle(cmd, fold([]), {}, CTX, Refused("forbidden", "token t1 may not write"))
+    assert isinstance(event, CommandRejected)
+    assert (event.error_code, event.reason) == ("forbidden", "token t1 may not write")
+    assert (event.registry, event.space, event.name) == (RegistryType.RUN, "demo", "churn")
+    assert event.event_id == handle(cmd, fold([]), {}, CTX)[0].event_id  # same envelope rule
+    # a verdict wins over a decision that would have succeeded, and takes no version
+    assert versions(handle(cmd, fold([]), {}, CTX, Refused.because(InvalidCommand("x")))) == []
+
+
+def test_an_unreadable_message_echoes_its_key_only_for_a_known_registry() -> None:
+    why = Refused.because(InvalidCommand("not json"))
+    cid = uuid4()
+    [ours] = handle(Unreadable(cid, why, "run", "demo", "churn"), fold([]), {}, CTX)
+    assert isinstance(ours, CommandRejected) and ours.command_id == cid
+    assert (ours.error_code, ours.reason) == ("invalid_command", "not json")
+    assert (ours.registry, ours.space, ours.name) == (RegistryType.RUN, "demo", "churn")
+    [other] = handle(Unreadable(cid, why, "nope", "demo", "churn"), fold([]), {}, CTX)
+    assert isinstance(other, CommandRejected)
+    assert (other.registry, other.space, other.name) == (None, None, None)
+
+
+def test_an_unstored_decision_is_answered_by_a_second_fact() -> None:
+    [decision] = World().when(register())
+    [answer] = handle(Unstored(decision.command_id, "out of range.", decision), fold([]), {}, CTX)
+    assert isinstance(answer, CommandRejected) and answer.error_code == Unstorable.code
+    assert answer.event_id != decision.event_id and answer.command_id == decision.command_id
+    assert answer.reason.startswith("the registry cannot store this command: out of range. ")
+    assert (answer.registry, answer.space, answer.name) == (RegistryType.RUN, "demo", "churn")
+
+
+# ---- evolve ---------------------------------------------------------------------------------
+
+
+def test_evolve_grows_an_owned_set_in_place_and_copies_any_other() -> None:
+    w = World()
+    w.given(register(), register(version="3.0.0-rc.1"), register(version="2.0.0"))
+    pure = fold(w.events)
+    assert pure.versions == {"1.0.0", "3.0.0-rc.1", "2.0.0"} and str(pure.newest) == "3.0.0-rc.1"
+    assert isinstance(pure.versions, frozenset)
+    owned = NameState(set())
+    state = owned
+    for e in w.events:
+        state = evolve(state, e)
+    assert state == pure and state.versions is owned.versions  # one set, grown in place
+    assert evolve(pure, w.events[0]) is not pure and fold([]).versions == frozenset()
+
+
+def test_evolve_keeps_the_newest_by_precedence() -> None:
+    w = World()
+    w.given(register(version="1.10.0"), register(version="1.9.0"), register(version="1.11.0-rc.1"))
+    assert str(fold(w.events).newest) == "1.11.0-rc.1"
+    w.given(register(version="1.11.0"))
+    assert str(fold(w.events).newest) == "1.11.0"
+    # a state given without its newest finds it among its versions
+    [e] = World().when(register(version="1.2.0"))
+    assert str(evolve(NameState(frozenset({"1.5.0"})), e).newest) == "1.5.0"

@@ -1,5 +1,6 @@
 """The sequencer's shortcuts give exactly what the general code gives: uuid5, the release bump,
-the attribute validation memo, and the offsets of events published in record batches."""
+the attribute validation memo, evolve's newest version, and the offsets of events published in
+record batches."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pytest
 import semver
 from aiokafka.producer.message_accumulator import BatchBuilder
 
+from registry_core.domain import attributes as memo
 from registry_core.domain import decider
 from registry_core.domain.cards import CARD_CLASSES, ModelCard, RegistryType, RunCard, plain_json
 from registry_core.domain.commands import RegisterCard
@@ -27,6 +29,7 @@ from registry_core.domain.events import (
     event_id_for,
     uid_for_command,
 )
+from registry_core.domain.state import NameState, evolve, fold
 from registry_core.domain.versioning import MAX_PART, VersionType, _bump, _bump_free
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
@@ -106,53 +109,53 @@ ATTRIBUTES: list[tuple[type, dict[str, Any]]] = [
 def _decide_register(cls: type, attributes: dict[str, Any]) -> Any:
     cmd = _register(cls, attributes)
     try:
-        return decider._validate_attributes(cls, cmd, attributes)
+        return memo.validate(cls, cmd, attributes)
     except InvalidCommand as exc:
         return ("rejected", exc.message)
 
 
 def test_attribute_memo_gives_what_validation_gives() -> None:
-    decider._ATTRIBUTES_CACHE.clear()
+    memo._CACHE.clear()
     for _ in range(3):  # first round fills the memo, later rounds read it
         for cls, attributes in ATTRIBUTES:
             want = _decide_register(cls, attributes)
             cmd = _register(cls, attributes)
             try:
-                got: Any = decider._validated_attributes(cls, cmd, attributes)
+                got: Any = memo.validated(cls, cmd, attributes)
             except InvalidCommand as exc:
                 got = ("rejected", exc.message)
             assert got == want, (cls, attributes)
             assert type(got) is type(want)
-    assert decider._ATTRIBUTES_CACHE  # it was used
+    assert memo._CACHE  # it was used
 
 
 def test_attribute_memo_hands_out_independent_values() -> None:
-    decider._ATTRIBUTES_CACHE.clear()
+    memo._CACHE.clear()
     attributes = {"parameters": {"a": 1}, "metrics": []}
-    first = decider._validated_attributes(RunCard, _register(RunCard, attributes), attributes)
+    first = memo.validated(RunCard, _register(RunCard, attributes), attributes)
     first["parameters"]["a"] = 2
     first["metrics"].append("mutated")
-    second = decider._validated_attributes(RunCard, _register(RunCard, attributes), attributes)
+    second = memo.validated(RunCard, _register(RunCard, attributes), attributes)
     assert second["parameters"] == {"a": 1} and second["metrics"] == []
 
 
 def test_attribute_memo_never_mixes_a_uuid_object_with_its_text() -> None:
     """A str-typed attribute refuses a UUID object but takes its text; both serialise alike."""
-    decider._ATTRIBUTES_CACHE.clear()
+    memo._CACHE.clear()
     uid = uuid4()
     text = {"model_class": str(uid)}
     obj = {"model_class": uid}
-    assert decider._validated_attributes(ModelCard, _register(ModelCard, text), text)
+    assert memo.validated(ModelCard, _register(ModelCard, text), text)
     with pytest.raises(InvalidCommand):
-        decider._validated_attributes(ModelCard, _register(ModelCard, text), obj)
+        memo.validated(ModelCard, _register(ModelCard, text), obj)
 
 
 def test_attribute_memo_is_bounded() -> None:
-    decider._ATTRIBUTES_CACHE.clear()
-    for i in range(decider._ATTRIBUTES_CACHE_MAX + 10):
+    memo._CACHE.clear()
+    for i in range(memo._CACHE_MAX + 10):
         attributes = {"parameters": {"i": i}}
-        decider._validated_attributes(RunCard, _register(RunCard, attributes), attributes)
-    assert len(decider._ATTRIBUTES_CACHE) <= decider._ATTRIBUTES_CACHE_MAX
+        memo.validated(RunCard, _register(RunCard, attributes), attributes)
+    assert len(memo._CACHE) <= memo._CACHE_MAX
 
 
 def test_registrations_through_the_memo_match_the_card_classes() -> None:
@@ -160,7 +163,7 @@ def test_registrations_through_the_memo_match_the_card_classes() -> None:
     ctx = Context(now=NOW, epoch=1, command_offset=0)
     for cls in CARD_CLASSES.values():
         attributes = cls(space="demo", name="memo").attributes()
-        decider._ATTRIBUTES_CACHE.clear()
+        memo._CACHE.clear()
         cold = handle(_register(cls, attributes), decider.INITIAL_STATE, {}, ctx)[0]
         warm = handle(_register(cls, attributes), decider.INITIAL_STATE, {}, ctx)[0]
         assert isinstance(cold, CardRegistered) and isinstance(warm, CardRegistered)
@@ -250,3 +253,37 @@ def test_projection_rows_have_the_statement_columns_in_order() -> None:
     for ev in (registered, rejected):
         row = projection.outcome_row(ev, 7)
         assert row is not None and tuple(row) == projection.OUTCOME_COLUMNS
+
+
+def test_evolve_keeps_the_newest_as_semver_precedence_does() -> None:
+    """evolve compares releases by their numbers (its shortcut) and grows an owned set in
+    place: the newest is what semver's comparison picks, the versions what a pure fold holds."""
+    ctx = Context(now=NOW, epoch=1, command_offset=0)
+    base = handle(_register(RunCard, {}), decider.INITIAL_STATE, {}, ctx)[0]
+    assert isinstance(base, CardRegistered)
+    rng = random.Random(5)
+
+    def version() -> str:
+        text = ".".join(str(rng.choice([0, 1, 2, 9, 10, 11])) for _ in range(3))
+        if rng.random() < 0.3:
+            text += f"-{rng.choice(['rc', 'alpha', 'rc.1', 'rc.10', '1'])}"
+        if rng.random() < 0.3:
+            text += f"+build.{rng.randint(0, 3)}"
+        return text
+
+    for _ in range(500):
+        events = [
+            base.model_copy(update={"card": base.card.model_copy(update={"version": version()})})
+            for _ in range(rng.randint(1, 12))
+        ]
+        owned = NameState(set())
+        for ev in events:
+            owned = evolve(owned, ev)
+        pure = fold(events)
+        best: semver.Version | None = None
+        for ev in events:
+            v = semver.Version.parse(ev.card.version)
+            if best is None or v > best:
+                best = v
+        assert owned.newest is not None and str(owned.newest) == str(best)
+        assert owned.versions == pure.versions and owned.newest == pure.newest

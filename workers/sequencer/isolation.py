@@ -15,54 +15,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from uuid import UUID
 
-from registry_core.domain.cards import RegistryType
-from registry_core.domain.decider import Context, reject
-from registry_core.domain.errors import InvalidCommand, InvalidName
-from registry_core.domain.events import (
-    CardDeleted,
-    CardRegistered,
-    CardUpdated,
-    CommandRejected,
-    Event,
-)
-from registry_core.domain.names import validate_name
+from registry_core.domain.decider import INITIAL_STATE, Context, handle
+from registry_core.domain.events import CommandRejected, Event
+from registry_core.domain.verdicts import Unstorable, Unstored
 from registry_core.persistence.projection import Unstorable as SetAside
 
-# A rejection answering a refused decision of the same epoch gets this event-id index (the
-# decision holds 0), so the two facts never share an event id.
-ANSWER_INDEX = 1
+__all__ = ["Unstorable", "answer", "answers"]  # (Unstorable lives in registry_core.domain)
+
 _INT64 = 2**63
-
-
-class Unstorable(InvalidCommand):
-    """The registry cannot store a value of this command; change the value and send it again."""
-
-    code = "unstorable"
-
-
-def _valid_name(value: object) -> str | None:
-    try:
-        return validate_name(value)
-    except InvalidName:
-        return None
-
-
-def _where(event: Event | None) -> tuple[RegistryType | None, str | None, str | None]:
-    """The command's key, echoed only where it is a valid name (the refusal may be the name)."""
-    registry: object
-    space: object
-    name: object
-    if isinstance(event, CardRegistered | CardUpdated | CardDeleted):
-        registry, space, name = event.card.registry, event.card.space, event.card.name
-    elif isinstance(event, CommandRejected):
-        registry, space, name = event.registry, event.space, event.name
-    else:
-        return None, None, None
-    return (
-        registry if isinstance(registry, RegistryType) else None,
-        _valid_name(space),
-        _valid_name(name),
-    )
 
 
 def answer(
@@ -74,19 +34,14 @@ def answer(
     command_offset: int | None,
     about: Event | None = None,
 ) -> CommandRejected:
-    """The rejection of a command whose decision could not be stored (or read back)."""
+    """The rejection of a command whose decision could not be stored (or read back): the
+    domain's answer to the `Unstored` verdict."""
     if command_offset is not None and not 0 <= command_offset < _INT64:
         command_offset = None
     ctx = Context(now=now, epoch=epoch, command_offset=command_offset)
-    error = Unstorable(
-        f"the registry cannot store this command: {problem.rstrip('. ')}. Nothing was"
-        " registered; check the command's values (text without NUL characters, numbers and"
-        " dates the registry can hold) and send it again"
-    )
-    registry, space, name = _where(about)
-    return reject(
-        command_id, error, ctx, registry=registry, space=space, name=name, index=ANSWER_INDEX
-    )
+    (rejection,) = handle(Unstored(command_id, problem, about), INITIAL_STATE, {}, ctx)
+    assert isinstance(rejection, CommandRejected)
+    return rejection
 
 
 def answers(found: Iterable[SetAside], *, epoch: int, now: datetime) -> list[CommandRejected]:
