@@ -30,10 +30,13 @@ class InfrastructureError(RuntimeError):
         super().__init__(message or self.default_message())
 
     def default_message(self) -> str:
+        # The address and the setting go right after the headline (up to the first ':'), so the
+        # advice that follows still reads as one sentence.
         text = " ".join((self.__doc__ or type(self).__name__).split())
+        head, colon, tail = text.partition(":")
         where = f" at {self.address}" if self.address else ""
         fix = f" (check {self.setting})" if self.setting else ""
-        return f"{text.rstrip('.')}{where}{fix}"
+        return f"{head.rstrip('.')}{where}{fix}{colon}{tail}"
 
     @property
     def message(self) -> str:
