@@ -16,6 +16,9 @@ class InfrastructureError(RuntimeError):
 
     #: The environment variable an operator changes to point at the right service.
     setting: str | None = None
+    #: Whether trying again later can succeed (a service that is down may come back; lost data
+    #: does not): a supervisor restarts on these and stops on the others.
+    transient: bool = False
 
     def __init__(
         self,
@@ -47,6 +50,7 @@ class BrokerUnreachable(InfrastructureError):
     """Cannot reach the Kafka broker."""
 
     setting = "OPSML_KAFKA_BOOTSTRAP_SERVERS"
+    transient = True
 
 
 class BrokerDataLost(InfrastructureError):
@@ -61,12 +65,14 @@ class DatabaseUnreachable(InfrastructureError):
     """Cannot reach the Postgres database."""
 
     setting = "OPSML_DATABASE_URL"
+    transient = True
 
 
 class StoreUnreachable(InfrastructureError):
     """Cannot reach the artifact store."""
 
     setting = "OPSML_STORAGE_URI"
+    transient = True
 
 
 def database_address(dsn: str) -> str:
