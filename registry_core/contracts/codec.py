@@ -185,8 +185,12 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
                 " store; remove it"
             ),
             _salvage_uuid(data.get("command_id")),
+            **_where(data),
         )
-    big = big_json_integer(raw)
+    # every field is checked to what the store holds: from the bytes when they tell (C-speed
+    # scans), else by walking the decoded values as the models validate
+    clean = json_text_storable(raw)
+    big = None if clean else big_json_integer(raw)
     if big is not None:  # (decoded as a float: the number would silently change)
         return UndecodableCommand(
             InvalidCommand(
@@ -208,9 +212,7 @@ def decode_command(raw: bytes | None, *, max_bytes: int) -> AnyCommand | Undecod
             **_where(data),
         )
     try:
-        # (every field is checked to what the store holds; from the bytes when they tell)
-        context = WIRE_CHECKED if json_text_storable(raw) else None
-        return _command_adapter.validate_python(data, context=context)
+        return _command_adapter.validate_python(data, context=WIRE_CHECKED if clean else None)
     except ValidationError as exc:
         return UndecodableCommand(
             InvalidCommand(f"invalid command: {_short(exc)}"),

@@ -198,7 +198,7 @@ def _walk_other(v: Any, depth: int) -> Found | None:
     if isinstance(v, datetime):
         problem = datetime_problem(v)
         return None if problem is None else ([], problem)
-    if isinstance(v, Storable | UUID | date | time):
+    if isinstance(v, Storable | Record | UUID | date | time):
         return None  # checked on construction / always storable
     if isinstance(v, Enum):
         return _walk(v.value, depth)
@@ -339,6 +339,15 @@ class Storable(BaseModel):
         return model
 
 
+class Record(BaseModel):
+    """A record of values checked where they entered (a command, a card) and derived from them by
+    the sequencer: not walked again. Records are also read back from the log and the tables,
+    and must load whatever those hold - including what an older, looser version accepted -
+    so a stricter rule added later cannot turn a stored card into one the worker or the API
+    fails on. (What a record holds is checked from the outside by the property tests on
+    `handle`, and the projection sets aside an event its tables refuse.)"""
+
+
 _CHECKED: dict[type[BaseModel], tuple[str, ...]] = {}
 
 
@@ -371,7 +380,7 @@ def _always_storable(tp: Any, metadata: Sequence[Any] = ()) -> bool:
     if origin is list or origin is tuple:
         args = [a for a in get_args(tp) if a is not Ellipsis]
         return bool(args) and all(_always_storable(a) for a in args)
-    return isinstance(tp, type) and issubclass(tp, Enum | Storable)
+    return isinstance(tp, type) and issubclass(tp, Enum | Storable | Record)
 
 
 # ---- bounded field types ---------------------------------------------------------------------

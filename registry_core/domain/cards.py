@@ -16,7 +16,7 @@ from uuid import UUID
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from registry_core.domain.artifacts import ArtifactRef
-from registry_core.domain.bounds import Storable, StoredDatetime
+from registry_core.domain.bounds import Record, Storable, StoredDatetime
 from registry_core.domain.names import validate_name
 
 MAX_TAGS = 64
@@ -401,7 +401,9 @@ def card_types_for(registry: RegistryType) -> tuple[str, ...]:
     return tuple(t for t, c in CARD_CLASSES.items() if c.registry_type is registry)
 
 
-class CardRecord(Storable):
+# Built by the sequencer from a checked command and a checked card, and read back as stored
+# (`Record`: not walked again).
+class CardRecord(Record):
     """The registry's record of one card version: exactly what a CardRegistered event carries."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

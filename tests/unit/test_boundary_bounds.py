@@ -31,7 +31,7 @@ from registry_core.contracts.codec import (
     encode_command,
 )
 from registry_core.domain import bounds
-from registry_core.domain.bounds import MAX_JSON_DEPTH, Storable, json_text_storable
+from registry_core.domain.bounds import MAX_JSON_DEPTH, Record, Storable, json_text_storable
 from registry_core.domain.cards import (
     CARD_CLASSES,
     AuditCard,
@@ -43,7 +43,7 @@ from registry_core.domain.cards import (
 from registry_core.domain.commands import Command, DeleteCard, RegisterCard, UpdateCard
 from registry_core.domain.decider import Context, NameState, handle, reject
 from registry_core.domain.errors import InvalidCommand, clip
-from registry_core.domain.events import CardRegistered, CommandRejected, Event
+from registry_core.domain.events import CardRegistered, CardUpdated, CommandRejected, Event
 from registry_core.persistence.projection import _json_rows, card_row
 from tests.support.wire import (
     INT64_MAX,
@@ -447,8 +447,39 @@ def _models() -> set[type[BaseModel]]:
 def test_every_model_of_every_schema_checks_what_the_store_can_hold() -> None:
     models = _models()
     assert {RegisterCard, UpdateCard, DeleteCard, CardRegistered, AuditCard, Metric} <= models
-    unchecked = sorted(m.__name__ for m in models if not issubclass(m, Storable))
+    unchecked = sorted(m.__name__ for m in models if not issubclass(m, Storable | Record))
     assert not unchecked, f"models whose fields reach the store unchecked: {unchecked}"
+    # the one record: built by the sequencer from checked commands and cards, read back as stored
+    assert sorted(m.__name__ for m in models if issubclass(m, Record)) == ["CardRecord"]
+
+
+def test_stored_records_and_events_load_whatever_an_older_version_stored() -> None:
+    """A rule added at the boundary must not make a stored card unreadable: the worker loads
+    update targets and the log's events, and a record that failed to load would stop it."""
+    legacy = {"big": 2**64 - 1, "deep": nest(MAX_JSON_DEPTH + 20)}
+    record = CardRecord(
+        uid=uuid4(),
+        registry=RegistryType.RUN,
+        space="demo",
+        name="old",
+        version="1.0.0",
+        card_type="RunCard",
+        metadata=legacy,
+        attributes={"row_count": 2**63},
+        created_at=NOW,
+        command_id=uuid4(),
+    )
+    event = CardRegistered(event_id=uuid4(), command_id=uuid4(), occurred_at=NOW, epoch=1,
+                           card=record)  # fmt: skip
+    assert decode_event(encode(event)) == event
+    # an update of it decides (here: its new tags are taken; the old values stand)
+    update = command(type="update_card", uid=str(record.uid), space="demo", name="old",
+                     tags={"k": "v"})  # fmt: skip
+    del update["card_type"]
+    cmd = decode_command(spaced(update), max_bytes=LIMIT)
+    assert isinstance(cmd, UpdateCard)
+    (out,) = handle(cmd, NameState(), {record.uid: record}, CTX)
+    assert isinstance(out, CardUpdated | CommandRejected), out
 
 
 # ---- the fast path agrees with the walk ------------------------------------------------------
