@@ -109,9 +109,9 @@ async def test_raw_poison_commands_are_rejected_naming_the_field(
     blob = tmp_path / "blob.bin"
     blob.write_bytes(os.urandom(30_000))
     async with AsyncCardRegistry("run", tracking_uri=stack.url) as reg:
-        stored = RunCard(space="demo", name="stored")
-        stored.add_artifact(blob)
-        stored = await reg.register_card(stored)
+        card = RunCard(space="demo", name="stored")
+        card.add_artifact(blob)
+        stored = await reg.register_card(card)
         run = await reg.register_card(RunCard(space="demo", name="target"))
     sha = stored.artifacts[0].sha256
 

@@ -216,7 +216,7 @@ def hostile_commands(
     @st.composite
     def build(draw: Any) -> dict[str, Any]:
         kind = draw(st.sampled_from(["register", "register", "update", "metrics", "delete"]))
-        body = dict(envelope)
+        body: dict[str, Any] = dict(envelope)
         body["issued_at"] = draw(st.one_of(st.just(datetime.now(UTC).isoformat()), iso))
         if draw(st.booleans()):
             body["actor"] = draw(st.one_of(st.none(), x.text))
@@ -272,7 +272,7 @@ def must_be_refused(body: dict[str, Any]) -> str | None:
         return value if isinstance(value, list) else []
 
     times = [body.get("issued_at")]
-    attrs = body.get("attributes") if isinstance(body.get("attributes"), dict) else {}
+    attrs: dict[str, Any] = body["attributes"] if isinstance(body.get("attributes"), dict) else {}
     for m in [*items(attrs.get("metrics")), *items(body.get("add_metrics"))]:
         times.append(m.get("timestamp") if isinstance(m, dict) else None)
     for c in items(attrs.get("comments")):

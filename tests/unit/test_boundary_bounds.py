@@ -91,7 +91,7 @@ def run_metric(**fields: Any) -> dict[str, Any]:
 
 # ---- the table and its neighbours, on the wire ---------------------------------------
 
-WIRE_REFUSED = {
+WIRE_REFUSED: dict[str, tuple[dict[str, Any], list[str]]] = {
     "NUL in a tag key": ({"tags": {"a\x00b": "v"}}, ["tags", "NUL"]),
     "NUL in a metadata key": ({"metadata": {"k\x00": 1}}, ["metadata", "NUL"]),
     "NUL in a nested metadata key": ({"metadata": {"o": {"i": [{"k\x00": 1}]}}}, ["metadata.o"]),

@@ -589,7 +589,7 @@ def test_next_version_only_raises_registry_errors(
 # ---- full ranges: every command type, keys as well as values (issue 19) -----------------------
 
 # cards already registered, to update and delete (one of each kind that has metrics or not)
-TARGETS = [
+TARGETS: list[dict[str, Any]] = [
     {"uid": uuid4(), "registry": "run", "space": "gen", "name": "a", "card_type": "RunCard"},
     {"uid": uuid4(), "registry": "data", "space": "gen", "name": "b", "card_type": "DataCard"},
     {"uid": uuid4(), "registry": "audit", "space": "gen", "name": "c", "card_type": "AuditCard"},
@@ -639,9 +639,10 @@ def test_whatever_is_accepted_fits_the_store_and_the_rest_is_refused(body: dict[
     card = event.card  # type: ignore[union-attr]
     if isinstance(event, CardRegistered):
         _json_rows([card_row(event, 1)])
-    for *_, step, value, logged_at in metric_rows(card):
-        assert step is None or 0 <= step <= 2**31 - 1
-        assert value == value and abs(value) != float("inf")
-        assert logged_at is None or utc_in_calendar(logged_at)
+    for row in metric_rows(card):
+        step, value, logged_at = row[3], row[4], row[5]
+        assert step is None or (isinstance(step, int) and 0 <= step <= 2**31 - 1)
+        assert isinstance(value, float) and unstorable(value) is None
+        assert logged_at is None or (isinstance(logged_at, datetime) and utc_in_calendar(logged_at))
     for ref in card.artifacts:
         assert 0 <= ref.size <= 2**63 - 1
