@@ -11,6 +11,8 @@ import asyncpg
 import orjson
 import structlog
 
+from registry_core.errors import DatabaseUnreachable, database_address
+
 log = structlog.get_logger(__name__)
 
 # Advisory lock keys (two-int form, namespace 0x0p5 "opsml").
@@ -19,16 +21,29 @@ MIGRATION_LOCK = 1
 SEQUENCER_LOCK = 2
 
 
-def _load_queries() -> dict[str, str]:
-    text = resources.files("registry_core.persistence").joinpath("queries/registry.sql").read_text()
+def load_queries() -> dict[str, str]:
+    """Every `-- name: x` block of every `queries/*.sql` file, by name. The names share one
+    namespace across files (a file is a room: registry.sql the projection and reads, replay.sql,
+    catalog.sql, tokens.sql, migrations.sql, ...); a name defined twice is refused here, at
+    import, rather than one block silently winning."""
     queries: dict[str, str] = {}
-    for block in re.split(r"^-- name: ", text, flags=re.MULTILINE)[1:]:
-        name, _, body = block.partition("\n")
-        queries[name.strip()] = body.strip()
+    where: dict[str, str] = {}
+    root = resources.files("registry_core.persistence").joinpath("queries")
+    for entry in sorted(root.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".sql"):
+            continue
+        for block in re.split(r"^-- name: ", entry.read_text(), flags=re.MULTILINE)[1:]:
+            name, _, body = block.partition("\n")
+            name = name.strip()
+            if name in queries:
+                raise RuntimeError(
+                    f"query {name!r} is defined in both {where[name]} and {entry.name}"
+                )
+            queries[name], where[name] = body.strip(), entry.name
     return queries
 
 
-Q = _load_queries()
+Q = load_queries()
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -42,9 +57,24 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection:
-    conn = await asyncpg.connect(dsn, **kwargs)
+    """A connection with the JSON codecs. No server at the address (refused, unknown host, no
+    answer): DatabaseUnreachable, one line naming the address and OPSML_DATABASE_URL - still an
+    OSError for callers that retry on those (the worker's supervisor)."""
+    try:
+        conn = await asyncpg.connect(dsn, **kwargs)
+    except OSError as exc:
+        raise unreachable(dsn, exc) from exc
     await _init_connection(conn)
     return conn
+
+
+def unreachable(dsn: str, exc: BaseException) -> DatabaseUnreachable:
+    address = database_address(dsn)
+    return DatabaseUnreachable(
+        f"cannot reach Postgres at {address} (the setting {DatabaseUnreachable.setting}):"
+        f" {exc or type(exc).__name__}",
+        address=address,
+    )
 
 
 # Probes on a long-lived connection that may sit idle: a peer that vanished without closing it
@@ -77,11 +107,8 @@ async def keep_alive(conn: asyncpg.Connection) -> None:
                 sock.setsockopt(socket.IPPROTO_TCP, option, value)
     except OSError as exc:
         log.warning("TCP keepalives not set on this side", error=str(exc))
-    await conn.execute(
-        f"SET tcp_keepalives_idle = {KEEPALIVE_IDLE_S};"
-        f" SET tcp_keepalives_interval = {KEEPALIVE_INTERVAL_S};"
-        f" SET tcp_keepalives_count = {KEEPALIVE_COUNT}"
-    )
+    seconds = (KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_COUNT)
+    await conn.execute(Q["set_keepalives"], *(str(v) for v in seconds))
 
 
 async def create_pool(dsn: str, **kwargs: Any) -> asyncpg.Pool:
@@ -104,26 +131,20 @@ async def migrate(conn: asyncpg.Connection) -> list[int]:
     """Apply pending migrations in order, each in its own transaction. Safe to run concurrently
     from several processes (serialised by an advisory lock)."""
     applied_now: list[int] = []
-    await conn.execute("SELECT pg_advisory_lock($1, $2)", LOCK_NAMESPACE, MIGRATION_LOCK)
+    await conn.execute(Q["advisory_lock"], LOCK_NAMESPACE, MIGRATION_LOCK)
     try:
-        await conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations ("
-            " version integer PRIMARY KEY, name text NOT NULL,"
-            " applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        await conn.execute(Q["create_migrations_table"])
+        done = {r["version"] for r in await conn.fetch(Q["applied_migrations"])}
         for version, name, sql in migration_files():
             if version in done:
                 continue
             async with conn.transaction():
                 await conn.execute(sql)
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
-                )
+                await conn.execute(Q["record_migration"], version, name)
             applied_now.append(version)
             log.info("migration applied", version=version, name=name)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1, $2)", LOCK_NAMESPACE, MIGRATION_LOCK)
+        await conn.execute(Q["advisory_unlock"], LOCK_NAMESPACE, MIGRATION_LOCK)
     return applied_now
 
 
@@ -134,6 +155,8 @@ async def ensure_database(dsn: str) -> bool:
         conn = await asyncpg.connect(dsn)
     except asyncpg.InvalidCatalogNameError:
         pass
+    except OSError as exc:
+        raise unreachable(dsn, exc) from exc
     else:
         await conn.close()
         return False

@@ -1,12 +1,14 @@
-"""The projection: events -> read tables, event archive, command outcomes and tracking, in ONE
-transaction per batch, so a crash leaves either all of a batch or none of it."""
+"""Persistence: the projection - events -> read tables, event archive, command outcomes and
+tracking, in ONE transaction per batch, so a crash leaves either all of a batch or none of it;
+and the isolation of an event the tables refuse ("Poison events", docs/architecture.md).
+
+The rows each event becomes live in rows.py, the tracking row in tracking.py; both are
+re-exported here, where the worker, the replay and the tests have always found them."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from uuid import UUID
 
 import asyncpg
@@ -14,37 +16,36 @@ import asyncpg.exceptions._base
 import orjson
 import structlog
 
-from registry_core.domain.artifacts import card_prefix
-from registry_core.domain.cards import CARD_CLASSES, CardRecord, lineage_uids
+from registry_core.domain.cards import CardRecord
 from registry_core.domain.errors import RegistryError
-from registry_core.domain.events import (
-    CardDeleted,
-    CardRegistered,
-    CardUpdated,
-    CommandRejected,
-    Event,
-)
-from registry_core.domain.versioning import sort_parts
+from registry_core.domain.events import CardDeleted, CardRegistered, CardUpdated, Event
 from registry_core.persistence.db import Q
+from registry_core.persistence.rows import (
+    ARCHIVE_COLUMNS,
+    CARD_COLUMNS,
+    OUTCOME_COLUMNS,
+    artifact_rows,
+    card_row,
+    has_outcome,
+    json_rows,
+    lineage_rows,
+    metric_rows,
+    outcome_row,
+)
+from registry_core.persistence.tracking import Fenced, Tracking, claim_epoch, get_tracking
+
+__all__ = [
+    "ARCHIVE_COLUMNS", "CARD_COLUMNS", "NOTIFY_CHUNK", "OUTCOME_COLUMNS", "UNSTORABLE", "Fenced",
+    "LoggedEvent", "OnUnstorable", "Tracking", "Unstorable", "artifact_rows", "card_row",
+    "claim_epoch", "describe_refusal", "get_tracking", "json_rows", "lineage_rows",
+    "metric_rows", "outcome_row", "project",
+]  # fmt: skip
 
 log = structlog.get_logger(__name__)
 
 NOTIFY_CHUNK = 200  # command ids per NOTIFY payload (payloads are limited to 8000 bytes)
-
-# Version strings repeat across names ("1.3.0" in every name): parse each once.
-_sort_parts = functools.lru_cache(maxsize=65_536)(sort_parts)
-
-
-class Fenced(RuntimeError):
-    """Another sequencer claimed a newer epoch: this one must stop writing."""
-
-
-@dataclass(frozen=True)
-class Tracking:
-    command_offset: int
-    event_offset: int
-    max_epoch: int
-    claimed_epoch: int
+# (the old private name, still imported by tests)
+_json_rows = json_rows
 
 
 @dataclass(frozen=True)
@@ -95,138 +96,6 @@ class Unstorable:
 OnUnstorable = Callable[[list[Unstorable]], Awaitable[list[LoggedEvent]]]
 
 
-def card_row(event: CardRegistered, offset: int) -> dict[str, object]:
-    c = event.card
-    major, minor, patch, pre_key = _sort_parts(c.version)
-    return {
-        "uid": c.uid, "registry": c.registry.value, "space": c.space, "name": c.name,
-        "version": c.version, "major": major, "minor": minor, "patch": patch, "pre_key": pre_key,
-        "card_type": c.card_type, "tags": c.tags, "description": c.description,
-        "metadata": c.metadata, "attributes": c.attributes, "status": c.status,
-        "created_at": c.created_at, "command_id": c.command_id, "actor": c.actor,
-        "event_offset": offset,
-        "artifacts": [a.model_dump(mode="json") for a in c.artifacts] if c.artifacts else [],
-    }  # fmt: skip
-
-
-def artifact_rows(card: CardRecord) -> list[tuple[object, ...]]:
-    if not card.artifacts:
-        return []
-    prefix = card_prefix(card.registry.value, card.space, card.name, card.version)
-    return [
-        (card.registry.value, card.space, a.sha256, f"{prefix}/{a.path}", a.size, card.uid)
-        for a in card.artifacts
-    ]
-
-
-_OUTCOME_STATUS = {"card_registered": "registered", "card_updated": "updated"}
-
-
-def outcome_row(event: Event, offset: int) -> dict[str, object] | None:
-    if isinstance(event, CardRegistered | CardUpdated | CardDeleted):
-        c = event.card
-        return {
-            "command_id": event.command_id, "status": _OUTCOME_STATUS.get(event.type, "deleted"),
-            "uid": c.uid, "version": c.version, "error_code": None, "reason": None,
-            "registry": c.registry.value, "space": c.space, "name": c.name,
-            "command_offset": event.command_offset, "event_offset": offset,
-            "decided_at": event.occurred_at,
-        }  # fmt: skip
-    if isinstance(event, CommandRejected):
-        return {
-            "command_id": event.command_id, "status": "rejected", "uid": None, "version": None,
-            "error_code": event.error_code, "reason": event.reason,
-            "registry": event.registry.value if event.registry else None, "space": event.space,
-            "name": event.name, "command_offset": event.command_offset, "event_offset": offset,
-            "decided_at": event.occurred_at,
-        }  # fmt: skip
-    return None
-
-
-def lineage_rows(card: CardRecord) -> list[tuple[object, ...]]:
-    """The lineage table's rows of a card. A reference that is not a uuid (only a hand-written
-    event can carry one: the sequencer validates attributes) gets no row, and a warning; the
-    card itself, with its attributes as logged, is projected as usual."""
-    cls = CARD_CLASSES.get(card.card_type)
-    if cls is None:
-        return []
-    rows: list[tuple[object, ...]] = []
-    for field_name in cls.lineage_fields:
-        value = card.attributes.get(field_name)
-        if value is None or value == []:
-            continue  # nothing referenced (most cards)
-        for item in value if isinstance(value, list) else [value]:
-            try:
-                refs = lineage_uids(cls, {field_name: item})
-            except (ValueError, TypeError, AttributeError):
-                log.warning(
-                    "a lineage reference that is not a uuid: no lineage row",
-                    uid=str(card.uid),
-                    field=field_name,
-                    value=repr(item)[:80],
-                )
-                continue
-            rows.extend((card.uid, ref, field_name) for ref in refs)
-    return rows
-
-
-_INT32 = 2**31 - 1
-
-
-def metric_rows(card: CardRecord) -> list[tuple[object, ...]]:
-    """The run_metrics rows of a card, `seq` being the metric's position in the list. A metric
-    the table cannot hold (only a hand-written event can carry one: the sequencer validates
-    attributes) gets no row, and a warning; the card keeps it in its attributes."""
-    metrics = card.attributes.get("metrics")
-    if not metrics:
-        return []
-    rows: list[tuple[object, ...]] = []
-    for seq, m in enumerate(metrics if isinstance(metrics, list) else ()):
-        try:
-            name, step, ts = m["name"], m.get("step"), m.get("timestamp")
-            value = float(m["value"])  # (what the model admits: numbers, numeric text)
-            if type(name) is not str or not (
-                step is None or (type(step) is int and 0 <= step <= _INT32)
-            ):
-                raise TypeError("a name that is not text or a step that is not an int32")
-            logged_at = datetime.fromisoformat(ts) if isinstance(ts, str) else ts
-            if not (logged_at is None or isinstance(logged_at, datetime)):
-                raise TypeError("timestamp is not a time")
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            log.warning("a metric the run_metrics table cannot hold: no row", uid=str(card.uid),
-                        seq=seq, error=str(exc), metric=repr(m)[:120])  # fmt: skip
-            continue
-        rows.append((card.uid, seq, name, step, value, logged_at))
-    if not isinstance(metrics, list):
-        log.warning("metrics that are not a list: no rows", uid=str(card.uid))
-    return rows
-
-
-# Column names of the rows built here, in order (the keys of project_batch's JSON rows; the
-# rows are built as dicts with these keys, tests/unit/test_sequencer_fast_paths.py checks them).
-ARCHIVE_COLUMNS = ("event_offset", "event_id", "event_type", "command_id", "epoch",
-                   "schema_version", "applied", "occurred_at", "payload")  # fmt: skip
-CARD_COLUMNS = ("uid", "registry", "space", "name", "version", "major", "minor", "patch",
-                "pre_key", "card_type", "tags", "description", "metadata", "attributes", "status",
-                "created_at", "command_id", "actor", "event_offset", "artifacts")  # fmt: skip
-OUTCOME_COLUMNS = ("command_id", "status", "uid", "version", "error_code", "reason", "registry",
-                   "space", "name", "command_offset", "event_offset", "decided_at")  # fmt: skip
-
-
-def _json_rows(rows: list[dict[str, object]]) -> str:
-    """Rows as one JSON array of objects, for json_populate_recordset (orjson writes UUIDs and
-    aware datetimes in forms Postgres reads back exactly; jsonb values nest as JSON)."""
-    return orjson.dumps(rows, default=_uuid_text, option=orjson.OPT_NAIVE_UTC).decode()
-
-
-def _uuid_text(value: object) -> str:
-    # asyncpg's own UUID type (records loaded from the database, e.g. an update's target) is
-    # a uuid.UUID subclass orjson does not serialise natively.
-    if isinstance(value, UUID):
-        return str(value)
-    raise TypeError(f"cannot project a value of type {type(value).__name__}")
-
-
 async def project(
     conn: asyncpg.Connection,
     *,
@@ -268,7 +137,7 @@ async def project(
     found: list[Unstorable] = []
     last_answer: dict[UUID, int] = {}
     for item in events:
-        if item.applied and _has_outcome(item.event):
+        if item.applied and has_outcome(item.event):
             last_answer[item.event.command_id] = item.offset
     async with conn.transaction():
         await _bisect(conn, tracking_name, epoch, list(events), command_offset,
@@ -309,7 +178,7 @@ async def _project(
             # producer on the test broker): the first copy of a command's outcome wins, later
             # copies are archived as not applied - the same rule for catch-up and replay. The
             # live worker de-duplicated its commands against these outcomes before deciding.
-            if applied and _has_outcome(ev):
+            if applied and has_outcome(ev):
                 if ev.command_id in decided:
                     applied = False
                 else:
@@ -348,7 +217,7 @@ async def _project(
         row = await conn.fetchrow(
             Q["project_batch"],
             tracking_name, max_cmd, max_offset, max_epoch, epoch,
-            _json_rows(archive), _json_rows(cards), _json_rows(outcomes), chunks,
+            json_rows(archive), json_rows(cards), json_rows(outcomes), chunks,
         )  # fmt: skip
         if not row["ok"]:
             current = await get_tracking(conn, tracking_name)
@@ -363,7 +232,7 @@ async def _project(
             return
     async with conn.transaction():
         if not fresh_decisions:
-            ids = list({i.event.command_id for i in events if _has_outcome(i.event)})
+            ids = list({i.event.command_id for i in events if has_outcome(i.event)})
             decided = {r["command_id"] for r in await conn.fetch(Q["known_outcomes"], ids)}
             rows(decided)
         await write()
@@ -441,7 +310,7 @@ async def _set_aside(
     archive refuses it, only the offsets move. An event the live worker published that the
     codec cannot read back is not archived at all: catch-up and replay skip it too."""
     ev = item.event
-    decided = item.applied and _has_outcome(ev)
+    decided = item.applied and has_outcome(ev)
     if decided and not fresh_decisions:
         known = await conn.fetch(Q["known_outcomes"], [ev.command_id])
         decided = not known
@@ -495,17 +364,3 @@ def describe_refusal(exc: BaseException) -> str:
     text = f"{type(exc).__name__}{f' ({state})' if state else ''}: {exc}"
     text = "".join(ch if ch.isprintable() else " " for ch in text)
     return text if len(text) <= 300 else text[:297] + "..."
-
-
-def _has_outcome(event: Event) -> bool:
-    return isinstance(event, CardRegistered | CardUpdated | CardDeleted | CommandRejected)
-
-
-async def get_tracking(conn: asyncpg.Connection, name: str) -> Tracking | None:
-    row = await conn.fetchrow(Q["get_tracking"], name)
-    return Tracking(**dict(row)) if row else None
-
-
-async def claim_epoch(conn: asyncpg.Connection, name: str) -> Tracking:
-    row = await conn.fetchrow(Q["claim_epoch"], name)
-    return Tracking(**dict(row))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, TypeAlias
 from uuid import UUID
 
@@ -16,12 +16,10 @@ import orjson
 from registry_core.domain.cards import CardRecord
 from registry_core.domain.errors import InvalidQuery
 from registry_core.domain.versioning import MAX_PART, RELEASE_KEY, parse_constraint
+from registry_core.persistence import tables
 from registry_core.persistence.db import Q
 
-CARD_COLUMNS = (
-    "uid, registry, space, name, version, card_type, tags, description, metadata, attributes,"
-    " artifacts, status, created_at, updated_at, command_id, actor, event_offset"
-)
+CARD_COLUMNS = ", ".join(tables.CARD_READ)
 SORT_COLUMNS = "major, minor, patch, pre_key"
 BY_PRECEDENCE = ("major", "minor", "patch", "pre_key", "event_offset")
 BY_TIME = ("created_at", "event_offset")
@@ -59,7 +57,9 @@ def _decode_cursor(cursor: str, order: tuple[str, ...]) -> list[Any]:
         if kind != ("t" if order is BY_TIME else "p") or len(values) != len(order):
             raise ValueError
         if order is BY_TIME:
-            out: list[Any] = [datetime.fromisoformat(values[0]), int(values[1])]
+            # (in UTC inside the `try`: a time at either end of the calendar whose offset moves it
+            # past year 1 or 9999 is refused here as a bad cursor, not later by the database)
+            out: list[Any] = [datetime.fromisoformat(values[0]).astimezone(UTC), int(values[1])]
             ints = [out[1]]
         else:
             out = [int(values[0]), int(values[1]), int(values[2]), str(values[3]), int(values[4])]
@@ -73,7 +73,7 @@ def _decode_cursor(cursor: str, order: tuple[str, ...]) -> list[Any]:
         if order is BY_TIME and not 0 <= out[1] < 2**63:
             raise ValueError
         return out
-    except (ValueError, TypeError, orjson.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, orjson.JSONDecodeError):
         raise InvalidQuery(
             "the cursor is not valid for this query: pass back `next_cursor` unchanged, with the"
             " same sort order"

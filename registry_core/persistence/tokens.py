@@ -13,10 +13,9 @@ import asyncpg
 from registry_core.auth import Principal, Scope, hash_secret, new_token, secret_matches, split_token
 from registry_core.domain.errors import Unauthenticated
 from registry_core.domain.names import validate_name
+from registry_core.persistence.db import Q
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
-
-_ACTIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
 
 
 @dataclass(frozen=True)
@@ -55,10 +54,7 @@ async def create_token(
     token_id, token = new_token()
     _, secret = split_token(token)
     row = await conn.fetchrow(
-        "INSERT INTO opsml_auth.api_tokens"
-        " (token_id, name, secret_sha256, scopes, spaces, expires_at)"
-        " VALUES ($1, $2, $3, $4, $5, now() + $6::interval)"
-        " RETURNING token_id, name, scopes, spaces, created_at, expires_at, revoked_at",
+        Q["create_token"],
         token_id,
         name.strip(),
         hash_secret(secret),
@@ -70,19 +66,12 @@ async def create_token(
 
 
 async def list_tokens(conn: Conn) -> list[TokenInfo]:
-    rows = await conn.fetch(
-        "SELECT token_id, name, scopes, spaces, created_at, expires_at, revoked_at"
-        " FROM opsml_auth.api_tokens ORDER BY created_at"
-    )
+    rows = await conn.fetch(Q["list_tokens"])
     return [TokenInfo(**dict(r)) for r in rows]
 
 
 async def revoke_token(conn: Conn, token_id: str) -> bool:
-    done = await conn.execute(
-        "UPDATE opsml_auth.api_tokens SET revoked_at = now()"
-        " WHERE token_id = $1 AND revoked_at IS NULL",
-        token_id,
-    )
+    done = await conn.execute(Q["revoke_token"], token_id)
     return done.endswith(" 1")
 
 
@@ -99,11 +88,7 @@ class TokenCache:
         hit = self._by_id.get(token_id)
         if hit is not None and now - hit[0] < self.ttl:
             return hit[1]
-        row = await conn.fetchrow(
-            "SELECT token_id, name, secret_sha256, scopes, spaces FROM opsml_auth.api_tokens"
-            f" WHERE token_id = $1 AND {_ACTIVE}",
-            token_id,
-        )
+        row = await conn.fetchrow(Q["active_token"], token_id)
         if len(self._by_id) > 10_000:
             self._by_id.clear()
         self._by_id[token_id] = (now, row)

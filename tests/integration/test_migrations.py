@@ -7,7 +7,7 @@ import asyncio
 import asyncpg
 import pytest
 
-from registry_core.persistence import db
+from registry_core.persistence import db, tables
 
 pytestmark = pytest.mark.integration
 
@@ -43,6 +43,10 @@ async def test_migrations_apply_once_and_give_the_canonical_schema(database_url:
         for r in rows:
             schema.setdefault(r["table_name"], set()).add(r["column_name"])
         assert schema == CANONICAL
+        # the column lists the projection and the bulk replay import are the migrated ones
+        read_tables = {t: c for t, c in schema.items() if t not in tables.OPERATIONAL}
+        assert tables.read_table_columns() == read_tables
+        assert set(schema) - set(read_tables) == set(tables.OPERATIONAL)
         indexes = {
             r["indexname"]
             for r in await conns[0].fetch(
