@@ -14,9 +14,14 @@ publishes an event its projection then cannot write. The limits, and where each 
 * nesting: at most `MAX_JSON_DEPTH` levels inside any field (the encoders stop at about 250
   levels of the whole document, and a field sits a few levels deep in an event).
 
-`storable_problem` walks any value once and says where the first problem is; the model mixin
-`Storable` runs it over every field of a model, so a field added later is covered without being
-listed anywhere. Narrower per-field bounds are `Annotated` types below.
+`storable_problem` walks any value once and says where the first problem is; the model base
+`Storable` runs it over every field of a model that takes input (commands, cards and their
+parts), so a field added later is covered without being listed anywhere. A model decoded from
+JSON text whose bytes already prove it clean (`json_text_storable`: the usual case) skips the
+walk. `Record`s (the card record in events) hold values checked where they entered and are read
+back as stored, so they are not walked again. Narrower per-field bounds are `Annotated` types
+at the end (a datetime within the calendar in UTC, `integer` and `bigint` columns, and text the
+registry writes itself, made storable rather than refused).
 """
 
 from __future__ import annotations
@@ -103,7 +108,7 @@ def _path(where: str, segments: list[object]) -> str:
         if isinstance(seg, int) and not isinstance(seg, bool):
             out = f"{out}[{seg}]"
         else:
-            shown = printable(clip(seg, 40)) if isinstance(seg, str) else clip(repr(seg), 40)
+            shown = clip(seg, 40) if isinstance(seg, str) else clip(repr(seg), 40)
             out = f"{out}.{shown}" if out else shown
     if len(order) > 8:
         out = f"{out}... ({len(order) - 8} levels more)"
@@ -226,14 +231,6 @@ def _walk_other(v: Any, depth: int) -> Found | None:
                     found[0].append(name)
                     return found
     return None
-
-
-def check_storable(value: Any, where: str = "") -> Any:
-    """`value`, or ValueError naming where the store cannot hold it."""
-    found = storable_problem(value, where)
-    if found is not None:
-        raise ValueError(f"{found[0]}: {found[1]}")
-    return value
 
 
 # every digit as "0", everything else as " ": a run of 19 zeros is a run of 19 digits (a
