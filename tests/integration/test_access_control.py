@@ -68,6 +68,12 @@ async def test_tokens_scopes_spaces_and_signed_commands(
 
         async with httpx.AsyncClient(base_url=url) as anon:
             assert (await anon.get("/healthz")).status_code == 200
+            # the documentation pages and exactly their assets are open; the rest needs a token
+            for open_path in ("/docs", "/redoc", "/openapi.json", "/static/swagger-ui-bundle.js",
+                              "/static/swagger-ui.css", "/static/redoc.standalone.js",
+                              "/static/favicon-32x32.png"):  # fmt: skip
+                assert (await anon.get(open_path)).status_code == 200, open_path
+            assert (await anon.get("/static/README.md")).status_code == 401
             denied = await anon.get("/api/v1/cards")
             assert denied.status_code == 401
             assert denied.headers["www-authenticate"] == "Bearer"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
@@ -26,6 +29,40 @@ async def test_docs_health_and_config(stack: Stack) -> None:
         assert cfg["kafka"]["bootstrap_servers"] == stack.bootstrap
         assert cfg["kafka"]["commands_topic"] == "opsml.commands"
         assert cfg["kafka"]["events_topic"] == "opsml.events"
+
+
+STATIC = Path(__file__).parents[2] / "workers" / "api" / "static"
+URL_RE = re.compile(r"""(?:src|href|spec-url)=["']([^"']+)["']|url: *'([^']+)'""")
+
+
+async def test_docs_pages_load_everything_from_the_api(stack: Stack) -> None:
+    """/docs and /redoc work offline: every script, style and icon they reference is served by
+    the API itself (the vendored copies, byte for byte), and nothing points at another host."""
+    async with httpx.AsyncClient(base_url=stack.url) as http:
+        wanted = {"/docs": "swagger-ui-bundle.js", "/redoc": "redoc.standalone.js"}
+        for page, script in wanted.items():
+            resp = await http.get(page)
+            assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/html")
+            html = resp.text
+            assert "http://" not in html and "https://" not in html
+            urls = {a or b for a, b in URL_RE.findall(html)}
+            assert f"/static/{script}" in urls and "/openapi.json" in urls, urls
+            assert "fonts.googleapis" not in html
+            for url in urls:
+                assert url.startswith("/") and not url.startswith("//"), url
+                got = await http.get(url)
+                assert got.status_code == 200, url
+                if url.startswith("/static/"):
+                    vendored = (STATIC / url.removeprefix("/static/")).read_bytes()
+                    assert (
+                        hashlib.sha256(got.content).hexdigest()
+                        == hashlib.sha256(vendored).hexdigest()
+                    )
+                    kind = {".js": "text/javascript", ".css": "text/css", ".png": "image/png"}
+                    assert got.headers["content-type"].startswith(kind[Path(url).suffix]), url
+        assert "/static/swagger-ui.css" in (await http.get("/docs")).text
+        assert (await http.get("/docs/oauth2-redirect")).status_code == 200
+        assert (await http.get("/static/../app.py")).status_code == 404
 
 
 async def test_filters_and_newest_first_by_precedence(stack: Stack) -> None:

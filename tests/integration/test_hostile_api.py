@@ -357,7 +357,7 @@ UNRENDERABLE_BUG = (
     " ('Out of range float values are not JSON compliant'), and with [\"\\\\ud800\"] (an"
     " escaped lone surrogate) 500 too (the echoed str cannot be encoded as UTF-8); uvicorn then"
     " closes the keep-alive connection, so a client's next request fails with ReadError."
-    " Fix (workers/api/app.py): a RequestValidationError handler that answers"
+    " Fix (workers/api/errors.py): a RequestValidationError handler that answers"
     " {detail: '<loc>: <msg>', error_code} without echoing `input`"
 )
 

@@ -1,6 +1,6 @@
 """The client's long-poll (`GET /api/v1/commands/<uuid>?wait=<s>`) is answered by the API's
-Guard without FastAPI's routing (workers/api/app.py `fast_outcome_args`); every other form goes
-to the route. Both must answer the same bytes."""
+fast-path layer without FastAPI's routing (workers/api/fast_outcome.py `fast_outcome_args`);
+every other form goes to the route. Both must answer the same bytes."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 
 from client import AsyncCardRegistry, RunCard
 from tests.conftest import Stack
-from workers.api.app import fast_outcome_args
+from workers.api.fast_outcome import fast_outcome_args
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import orjson
 from asyncpg.pgproto.pgproto import UUID as PgUUID
 
 from registry_core.contracts.http import CommandOutcome, OutcomeList
-from workers.api.app import _pending_json, outcome_json, outcomes_json
+from workers.api.outcomes import outcome_json, outcomes_json, pending_json
 
 
 def _value(rng: random.Random, depth: int = 0) -> Any:
@@ -107,4 +107,4 @@ def test_bulk_outcomes_are_byte_identical() -> None:
 def test_pending_is_byte_identical() -> None:
     cid = uuid4()
     pending = CommandOutcome(command_id=cid, status="pending").model_dump(mode="json")
-    assert _pending_json(cid) == orjson.dumps(pending)
+    assert pending_json(cid) == orjson.dumps(pending)
