@@ -3,12 +3,16 @@
 Domain errors (`registry_core.domain.errors`) are answers to a command; these are reasons a process
 cannot run. Each carries the address it tried and the setting that names it, so a command line can
 print one line the operator can act on instead of a traceback. The docstring is the default
-message. They subclass `RuntimeError` so callers that already caught that keep working.
+message. They subclass `RuntimeError`, and each also subclasses what the code it replaces raised
+(aiokafka's `KafkaConnectionError`, `ConnectionError`), so callers that already caught those -
+the worker's supervisor treats them as transient - keep working.
 """
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
+
+from aiokafka.errors import KafkaConnectionError
 
 
 class InfrastructureError(RuntimeError):
@@ -41,12 +45,16 @@ class InfrastructureError(RuntimeError):
         fix = f" (check {self.setting})" if self.setting else ""
         return f"{head.rstrip('.')}{where}{fix}{colon}{tail}"
 
+    def __str__(self) -> str:
+        # (not aiokafka's "ClassName: message": the message is the whole line an operator reads)
+        return str(self.args[0]) if self.args else ""
+
     @property
     def message(self) -> str:
         return str(self.args[0])
 
 
-class BrokerUnreachable(InfrastructureError):
+class BrokerUnreachable(InfrastructureError, KafkaConnectionError):
     """Cannot reach the Kafka broker."""
 
     setting = "OPSML_KAFKA_BOOTSTRAP_SERVERS"
@@ -61,14 +69,14 @@ class BrokerDataLost(InfrastructureError):
     setting = "OPSML_KAFKA_BOOTSTRAP_SERVERS"
 
 
-class DatabaseUnreachable(InfrastructureError):
+class DatabaseUnreachable(InfrastructureError, ConnectionError):
     """Cannot reach the Postgres database."""
 
     setting = "OPSML_DATABASE_URL"
     transient = True
 
 
-class StoreUnreachable(InfrastructureError):
+class StoreUnreachable(InfrastructureError, ConnectionError):
     """Cannot reach the artifact store."""
 
     setting = "OPSML_STORAGE_URI"

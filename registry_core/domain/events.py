@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import ConfigDict, Field
 
 from registry_core.domain.bounds import Int32, Int64, SafeText, Storable, StoredDatetime
-from registry_core.domain.cards import CardRecord, RegistryType
+from registry_core.domain.cards import CardRecord, RegistryType, card_key
 
 EVENT_SCHEMA_VERSION: Literal[1] = 1
 
@@ -57,10 +57,21 @@ class EventBase(Storable):
     epoch: Int32 = Field(ge=0)
     command_offset: Int64 | None = None
 
+    @property
+    def partition_key(self) -> str | None:
+        """The Kafka message key the event is published with: the card it is about
+        (`registry/space/name`, the sequencing key), where the event names one. The sequencer
+        and a republish of the archive must key alike, so it is computed here, once."""
+        return None
+
 
 class CardRegistered(EventBase):
     type: Literal["card_registered"] = "card_registered"
     card: CardRecord
+
+    @property
+    def partition_key(self) -> str | None:
+        return self.card.key
 
 
 class CardUpdated(EventBase):
@@ -86,6 +97,12 @@ class CommandRejected(EventBase):
     registry: RegistryType | None = None
     space: SafeText | None = None
     name: SafeText | None = None
+
+    @property
+    def partition_key(self) -> str | None:
+        if self.registry and self.space and self.name:
+            return card_key(self.registry, self.space, self.name)
+        return None
 
 
 class SequencerStarted(EventBase):

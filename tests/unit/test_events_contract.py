@@ -111,3 +111,33 @@ async def test_router_uses_the_handlers_annotation_as_the_type_filter() -> None:
     assert [type(e) for e in got["typed"]] == [CardRegistered]
     assert sorted(type(e).__name__ for e in got["union"]) == ["CardDeleted", "CardUpdated"]
     assert [e.type for e in got["raw"]] == ["command_rejected"]  # type: ignore[attr-defined]
+
+
+# The Kafka key of each stored fixture (the registry/space/name of the card it is about, where
+# the event itself names one): the sequencer publishes with it and a republish writes it again.
+FIXTURE_KEYS = {
+    "card_registered": "card",
+    "card_updated": None,
+    "card_deleted": None,
+    "command_rejected": "named",
+    "sequencer_started": None,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(ALL_TYPES))
+def test_the_partition_key_is_a_property_of_the_event_not_of_the_wire(kind: str) -> None:
+    data = _fixture(kind)
+    event = decode_event(json.dumps(data).encode())
+    expected: str | None = None
+    if FIXTURE_KEYS[kind] == "card":
+        card = typing.cast(dict[str, str], data["card"])
+        expected = f"{card['registry']}/{card['space']}/{card['name']}"
+    elif FIXTURE_KEYS[kind] == "named" and data.get("name"):
+        expected = f"{data['registry']}/{data['space']}/{data['name']}"
+    assert event.partition_key == expected
+    assert (
+        "partition_key" not in event.model_dump()
+        and "partition_key" not in codec.encode(event).decode()
+    )
+    if isinstance(event, CommandRejected):  # an unnamed rejection (undecodable) has no key
+        assert event.model_copy(update={"name": None}).partition_key is None

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from registry_core.persistence.db import Q
 from workers.replay.schemas import ident, primary_key, read_tables, tables_in
 
 SAMPLE = 5
@@ -80,12 +81,7 @@ class TableDiff:
 
 async def _columns(conn: asyncpg.Connection, schema: str, table: str) -> dict[str, str]:
     """Column name -> data type, in column order."""
-    rows = await conn.fetch(
-        "SELECT column_name, data_type FROM information_schema.columns"
-        " WHERE table_schema = $1 AND table_name = $2 ORDER BY ordinal_position",
-        schema,
-        table,
-    )
+    rows = await conn.fetch(Q["table_columns"], schema, table)
     return {r["column_name"]: r["data_type"] for r in rows}
 
 

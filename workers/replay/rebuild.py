@@ -42,8 +42,9 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from registry_core.contracts.codec import decode_event
+from registry_core import messaging
 from registry_core.persistence import db
+from registry_core.persistence.db import Q
 from registry_core.persistence.projection import LoggedEvent, claim_epoch, get_tracking, project
 from registry_core.settings import Settings
 from workers.replay import sources
@@ -66,17 +67,6 @@ from workers.replay.schemas import (
 log = structlog.get_logger("opsml.replay")
 
 Source = Literal["kafka", "archive"]
-
-UPSERT_TRACKING = """
-INSERT INTO tracking (name, command_offset, event_offset, max_epoch, claimed_epoch)
-VALUES ($1, $2, $3, $4, $5)
-ON CONFLICT (name) DO UPDATE SET command_offset = $2, event_offset = $3, max_epoch = $4,
-    claimed_epoch = $5, updated_at = now()
-"""
-LIVE_TRACKING = "SELECT name, command_offset, event_offset, max_epoch, claimed_epoch FROM tracking"
-# A recovered registry with no live tracking: the next worker must claim an epoch above every
-# epoch in the log, or its own events would look fenced to the next replay.
-LIFT_CLAIMED_EPOCH = "UPDATE tracking SET claimed_epoch = GREATEST(claimed_epoch, max_epoch)"
 
 
 @dataclass
@@ -161,26 +151,14 @@ async def project_batches(
     """Project (offset, payload) batches into `conn`'s schema with the live catch-up's rule."""
     tracking = await get_tracking(conn, tracking_name)
     assert tracking is not None
-    max_epoch = tracking.max_epoch
+    decoder = messaging.EventDecoder(messaging.EpochFence(tracking.max_epoch), stats)
+    decode = decoder.decode
     async for batch in batches:
         logged: list[LoggedEvent] = []
         for offset, payload in batch:
-            if payload is None:
-                stats.undecodable += 1  # a gap placeholder (see republish) or an empty record
-                continue
-            try:
-                event = decode_event(payload)
-            except Exception as exc:  # the live catch-up skips these too
-                stats.undecodable += 1
-                log.warning("skipping an undecodable event", offset=offset, error=str(exc))
-                continue
-            applied = event.epoch >= max_epoch
-            if applied:
-                max_epoch = event.epoch
-                stats.applied += 1
-            else:
-                stats.fenced += 1
-            logged.append(LoggedEvent(offset, event, applied))
+            got = decode(offset, payload)  # (the live catch-up skips what it cannot read too)
+            if got is not None:
+                logged.append(LoggedEvent(offset, got.event, got.applied))
         if logged:
             await project(conn, tracking_name=tracking_name, epoch=None, events=logged)
         stats.events += len(batch)
@@ -191,7 +169,7 @@ async def project_batches(
 async def _live_tracking(live: asyncpg.Connection) -> list[asyncpg.Record]:
     if "tracking" not in await tables_in(live, LIVE_SCHEMA):
         return []
-    return list(await live.fetch(LIVE_TRACKING))
+    return list(await live.fetch(Q["live_tracking"]))
 
 
 async def replay(
@@ -222,7 +200,7 @@ async def replay(
         has_archive = "event_log" in await tables_in(live, LIVE_SCHEMA)
         # The log's end, read before the live position it is compared with (ReplayResult.behind)
         log_end = (
-            await sources.high_water(settings, settings.events_topic) - 1
+            await messaging.log_end(settings, settings.events_topic) - 1
             if source == "kafka"
             else None
         )
@@ -350,15 +328,15 @@ async def _finish(
     # events committed since the snapshot are caught up - by the same deterministic projection
     # that was just verified - before the rename.
     async with live.transaction():
-        await live.execute("SET LOCAL lock_timeout = '30s'")
+        await live.execute(Q["switch_lock_timeout"])
         if had_live_tracking:
-            await live.execute("LOCK TABLE tracking IN EXCLUSIVE MODE")
+            await live.execute(Q["lock_tracking_exclusive"])
         t0 = time.perf_counter()
         result.caught_up += await _catch_up(live, rebuild, name, result.stats)
         if had_live_tracking:
             rows = await _live_tracking(live)
             await rebuild.executemany(
-                UPSERT_TRACKING,
+                Q["upsert_tracking"],
                 [
                     (r["name"], r["command_offset"], r["event_offset"], r["max_epoch"],
                      r["claimed_epoch"])
@@ -366,7 +344,7 @@ async def _finish(
                 ],
             )  # fmt: skip
         else:
-            await rebuild.execute(LIFT_CLAIMED_EPOCH)
+            await rebuild.execute(Q["lift_claimed_epoch"])
         await copy_table_grants(live, LIVE_SCHEMA, result.schema)
         await rename_schemas(live, result.schema, old)
         result.lock_seconds = time.perf_counter() - t0

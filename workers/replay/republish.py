@@ -24,12 +24,12 @@ import structlog
 from aiokafka import AIOKafkaProducer
 from rich.console import Console
 
+from registry_core import messaging
 from registry_core.contracts.codec import decode_event, encode
-from registry_core.domain.cards import card_key
-from registry_core.domain.events import EVENT_SCHEMA_VERSION, CardRegistered, Event
+from registry_core.domain.events import EVENT_SCHEMA_VERSION, Event
 from registry_core.messaging import ensure_topics
 from registry_core.persistence import db
-from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK
+from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
 from registry_core.persistence.projection import get_tracking
 from registry_core.settings import Settings
 from workers.replay import sources
@@ -40,7 +40,6 @@ log = structlog.get_logger("opsml.replay")
 
 GAP_KEY = b"opsml-gap"
 GAP_HEADERS = [("opsml-gap", b"1")]
-RESET_COMMAND_OFFSET = "UPDATE tracking SET command_offset = -1, updated_at = now() WHERE name = $1"
 CHUNK = 1000
 
 
@@ -53,11 +52,9 @@ class RepublishResult:
 
 
 def _key(event: Event) -> bytes | None:
-    """The key the sequencer gave the event (registry/space/name where it has one)."""
-    if isinstance(event, CardRegistered):
-        return event.card.key.encode()
-    reg, space, name = (getattr(event, k, None) for k in ("registry", "space", "name"))
-    return card_key(reg, space, name).encode() if reg and space and name else None
+    """The key the sequencer gave the event."""
+    key = event.partition_key
+    return key.encode() if key is not None else None
 
 
 def _record(payload: object) -> tuple[bytes, bytes | None]:
@@ -74,9 +71,7 @@ def _record(payload: object) -> tuple[bytes, bytes | None]:
 
 async def _hold_lock(conn: asyncpg.Connection, wait_s: float = 10.0) -> None:
     deadline = time.monotonic() + wait_s
-    while not await conn.fetchval(
-        "SELECT pg_try_advisory_lock($1, $2)", LOCK_NAMESPACE, SEQUENCER_LOCK
-    ):
+    while not await conn.fetchval(Q["try_advisory_lock"], LOCK_NAMESPACE, SEQUENCER_LOCK):
         if time.monotonic() > deadline:
             raise ReplayError(
                 "a sequencer worker is active (it holds the sequencer lock): stop every worker"
@@ -89,13 +84,13 @@ async def republish(settings: Settings, *, console: Console | None = None) -> Re
     conn = await db.connect(settings.dsn)
     try:
         await _hold_lock(conn)
-        await sources.check_reachable(settings)  # ensure_topics would retry for a minute
+        await messaging.check_reachable(settings)  # ensure_topics would retry for a minute
         await ensure_topics(
             settings.kafka_bootstrap_servers,
             [settings.commands_topic, settings.events_topic],
             client_kwargs=settings.kafka_client_kwargs(),
         )
-        hw = await sources.high_water(settings, settings.events_topic)
+        hw = await messaging.log_end(settings, settings.events_topic)
         if hw != 0:
             raise ReplayError(
                 f"refusing to republish: {settings.events_topic} is not empty (high-water mark"
@@ -111,7 +106,7 @@ async def republish(settings: Settings, *, console: Console | None = None) -> Re
             max_request_size=max(settings.max_command_bytes * 2, 1_048_576),
             **settings.kafka_client_kwargs(),
         )
-        await sources.start_client(producer, settings)
+        await messaging.start_client(producer, settings.kafka_bootstrap_servers)
         events = gaps = 0
         t0 = time.perf_counter()
         try:
@@ -155,7 +150,7 @@ async def republish(settings: Settings, *, console: Console | None = None) -> Re
                     gaps += 1
         finally:
             await producer.stop()
-        await conn.execute(RESET_COMMAND_OFFSET, settings.worker_name)
+        await conn.execute(Q["reset_command_offset"], settings.worker_name)
         result = RepublishResult(
             events, gaps, time.perf_counter() - t0, tracking.command_offset if tracking else None
         )

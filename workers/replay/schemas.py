@@ -17,7 +17,8 @@ import re
 import asyncpg
 import structlog
 
-from registry_core.persistence import db
+from registry_core.persistence import db, tables
+from registry_core.persistence.db import Q
 
 log = structlog.get_logger("opsml.replay")
 
@@ -29,7 +30,7 @@ OLD_PREFIX = "opsml_old_"
 # the catalog (every table but these two operational ones), so a table a later migration adds is
 # rebuilt and compared without touching this package. `tracking` is compared separately: its
 # `updated_at` is wall-clock, its command offset and claimed epoch are operational state.
-OPERATIONAL_TABLES = ("tracking", "schema_migrations")
+OPERATIONAL_TABLES = tables.OPERATIONAL
 REQUIRED_TABLES = ("cards", "event_log", "command_outcomes", *OPERATIONAL_TABLES)
 
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
@@ -55,17 +56,13 @@ async def connect_in(dsn: str, schema: str) -> asyncpg.Connection:
 
 
 async def next_number(conn: asyncpg.Connection) -> int:
-    rows = await conn.fetch(
-        "SELECT nspname FROM pg_namespace WHERE nspname ~ '^opsml_(rebuild|old)_[0-9]+$'"
-    )
+    rows = await conn.fetch(Q["replay_schemas"])
     numbers = [int(r["nspname"].rsplit("_", 1)[1]) for r in rows]
     return max(numbers, default=0) + 1
 
 
 async def tables_in(conn: asyncpg.Connection, schema: str) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = $1", schema
-    )
+    rows = await conn.fetch(Q["schema_tables"], schema)
     return {r["table_name"] for r in rows}
 
 
@@ -90,13 +87,7 @@ async def create_rebuild_schema(dsn: str, live: asyncpg.Connection, schema: str)
 async def copy_schema_grants(conn: asyncpg.Connection, source: str, target: str) -> None:
     """Give `target` the schema privileges `source` has, so that roles that could use the live
     schema (e.g. a read-only API role) can use the rebuilt one after the switch."""
-    rows = await conn.fetch(
-        "SELECT coalesce(r.rolname, 'PUBLIC') AS grantee, a.privilege_type"
-        " FROM pg_namespace n, aclexplode(n.nspacl) a"
-        " LEFT JOIN pg_roles r ON r.oid = a.grantee"
-        " WHERE n.nspname = $1",
-        source,
-    )
+    rows = await conn.fetch(Q["schema_grants"], source)
     for r in rows:
         if r["privilege_type"] not in ("USAGE", "CREATE"):
             continue
@@ -106,14 +97,7 @@ async def copy_schema_grants(conn: asyncpg.Connection, source: str, target: str)
 
 async def copy_table_grants(conn: asyncpg.Connection, source: str, target: str) -> None:
     """Table privileges of the live tables, granted again on the rebuilt ones."""
-    rows = await conn.fetch(
-        "SELECT c.relname, coalesce(r.rolname, 'PUBLIC') AS grantee, a.privilege_type"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace,"
-        " aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
-        " WHERE n.nspname = $1 AND c.relname = ANY($2::text[]) AND a.grantee <> c.relowner",
-        source,
-        sorted(await tables_in(conn, target)),
-    )
+    rows = await conn.fetch(Q["table_grants"], source, sorted(await tables_in(conn, target)))
     allowed = {"SELECT", "INSERT", "UPDATE", "DELETE", "TRUNCATE", "REFERENCES", "TRIGGER"}
     for r in rows:
         if r["privilege_type"] not in allowed:
@@ -134,16 +118,7 @@ async def read_tables(conn: asyncpg.Connection, schema: str) -> list[str]:
 
 
 async def primary_key(conn: asyncpg.Connection, schema: str, table: str) -> list[str]:
-    rows = await conn.fetch(
-        "SELECT a.attname FROM pg_index i"
-        " JOIN pg_class c ON c.oid = i.indrelid"
-        " JOIN pg_namespace n ON n.oid = c.relnamespace"
-        " CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)"
-        " JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum"
-        " WHERE i.indisprimary AND n.nspname = $1 AND c.relname = $2 ORDER BY k.ord",
-        schema,
-        table,
-    )
+    rows = await conn.fetch(Q["primary_key_columns"], schema, table)
     return [r["attname"] for r in rows]
 
 
