@@ -22,7 +22,7 @@ transaction as the effect, or use the id as the idempotency key of the call you 
 
 Events of a fenced-off sequencer (an epoch lower than the highest one already seen) are dropped,
 exactly as the projection drops them, and `SequencerStarted` markers are skipped unless asked for.
-Reading is gap-free (`ContiguousReader`: Tansu can briefly expose offset N+1 before N).
+Reading is gap-free (`registry_core.messaging`: Tansu can briefly expose offset N+1 before N).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from client.errors import RegistryUnavailable
 from client.registry import _kafka_security, _split_token
-from registry_core.contracts.codec import decode_event
+from registry_core import messaging
 from registry_core.contracts.http import ClientConfig
 from registry_core.domain.cards import CardRecord, RegistryType, registry_type
 from registry_core.domain.events import (
@@ -56,7 +56,7 @@ from registry_core.domain.events import (
     EventBase,
     SequencerStarted,
 )
-from registry_core.messaging import ContiguousReader
+from registry_core.errors import BrokerUnreachable
 from registry_core.settings import ClientSettings
 
 log = structlog.get_logger("opsml.subscribe")
@@ -181,32 +181,22 @@ async def _client_config(tracking_uri: str, settings: ClientSettings) -> ClientC
 
 
 async def _high_water(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
-    """From a fetch response: Tansu answers ListOffsets 'latest' (end_offsets/seek_to_end)
-    wrongly, a fetch reports the true high-water mark."""
-    consumer.seek(tp, 0)
-    for _ in range(200):
-        await consumer.getmany(tp, timeout_ms=100, max_records=1)
-        hw = consumer.highwater(tp)
-        if hw is not None:
-            return int(hw)
-    raise RegistryUnavailable(f"no fetch response for {tp.topic} after 20 s")
+    try:
+        return await messaging.high_water(consumer, tp, wait_s=20.0)
+    except BrokerUnreachable as exc:
+        raise RegistryUnavailable(str(exc)) from None
 
 
 async def _epoch_before(consumer: AIOKafkaConsumer, tp: TopicPartition, position: int) -> int:
     """The highest epoch in the window before `position` (see EPOCH_LOOKBACK)."""
     if position <= 0:
         return 0
-    reader = ContiguousReader(consumer, tp, max(0, position - EPOCH_LOOKBACK))
-    highest = 0
-    while reader.position < position:
-        for rec in await reader.read(timeout_ms=500, max_records=2000):
-            if rec.offset >= position or rec.value is None:
-                continue
-            try:
-                highest = max(highest, decode_event(rec.value).epoch)
-            except Exception:
-                continue
-    return highest
+    reader = messaging.EventLogReader(
+        consumer, tp, max(0, position - EPOCH_LOOKBACK), end=position - 1
+    )
+    while not reader.done:
+        await reader.read(timeout_ms=500, max_records=2000)
+    return reader.decoder.max_epoch
 
 
 async def subscribe(
@@ -240,13 +230,11 @@ async def subscribe(
     cfg = await _client_config(uri, settings)
     servers = settings.kafka_bootstrap_servers_override or cfg.kafka.bootstrap_servers
     tp = TopicPartition(cfg.kafka.events_topic, 0)
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=servers,
+    consumer = messaging.partition_consumer(
+        servers,
         group_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="none",  # never skip silently
         fetch_max_wait_ms=fetch_max_wait_ms,
-        **_kafka_security(cfg.kafka),
+        client_kwargs=_kafka_security(cfg.kafka),
     )
     await consumer.start()
     done = committed = -1
@@ -265,39 +253,33 @@ async def subscribe(
         max_epoch = await _epoch_before(consumer, tp, start)
         done = committed = start
         log.info("subscribed", topic=tp.topic, offset=start, group_id=group_id, epoch=max_epoch)
-        reader = ContiguousReader(consumer, tp, start)
+        reader = messaging.EventLogReader(
+            consumer, tp, start, decoder=messaging.EventDecoder(messaging.EpochFence(max_epoch))
+        )
         if on_ready is not None:
             on_ready(start)
         last_commit = time.monotonic()
         while True:
-            records = await reader.read(timeout_ms=1000, max_records=500)
-            for rec in records:
-                deliver: ReceivedEvent | None = None
-                if rec.value is not None:  # None: a gap placeholder of `opsml replay --republish`
-                    try:
-                        event = decode_event(rec.value)
-                    except Exception:
-                        log.exception("skipping an undecodable event", offset=rec.offset)
-                    else:
-                        if event.epoch < max_epoch:
-                            log.info(
-                                "skipping a fenced event", offset=rec.offset, epoch=event.epoch
-                            )
-                        else:
-                            max_epoch = event.epoch
-                            marker = isinstance(event, SequencerStarted)
-                            if (include_markers or not marker) and wanted.matches(event):
-                                deliver = ReceivedEvent(rec.offset, event)
-                if deliver is not None:
-                    yield deliver  # resumed = the caller finished with it
-                done = rec.offset + 1
+            # (undecodable records and gap placeholders of `opsml replay --republish` are
+            # skipped by the reader; its position is past them)
+            received = await reader.read(timeout_ms=1000, max_records=500)
+            for item in received:
+                event = item.event
+                if not item.applied:
+                    log.info("skipping a fenced event", offset=item.offset, epoch=event.epoch)
+                elif (include_markers or not isinstance(event, SequencerStarted)) and (
+                    wanted.matches(event)
+                ):
+                    yield ReceivedEvent(item.offset, event)  # resumed = the caller finished it
+                done = item.offset + 1
                 if group_id and (
                     done - committed >= commit_every
                     or time.monotonic() - last_commit >= commit_interval_s
                 ):
                     await consumer.commit({tp: done})
                     committed, last_commit = done, time.monotonic()
-            if group_id and not records and done > committed:
+            done = max(done, reader.position)
+            if group_id and not received and done > committed:
                 await consumer.commit({tp: done})
                 committed, last_commit = done, time.monotonic()
     finally:
