@@ -60,7 +60,8 @@ def encode_command(command: AnyCommand) -> bytes:
             f"the command cannot be written as JSON: {clip(exc, 300)}; card metadata and"
             " attributes take JSON values (text, numbers, booleans, null, lists, objects)"
         ) from exc
-    loose = [getattr(command, f, None) for f in ("metadata", "attributes", "add_metrics")]
+    fields = command.__dict__
+    loose = [fields.get(f) for f in ("metadata", "attributes", "add_metrics")]
     if not all(v is None or plain_json(v) for v in loose):
         checked = decode_command(payload, max_bytes=len(payload))
         if isinstance(checked, UndecodableCommand):

@@ -35,14 +35,7 @@ from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from uuid import UUID
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ModelWrapValidatorHandler,
-    ValidationInfo,
-    model_validator,
-)
+from pydantic import AfterValidator, BaseModel, BeforeValidator
 
 from registry_core.domain.errors import clip, printable
 
@@ -299,27 +292,21 @@ def path_of_number(value: Any, literal: str) -> str | None:
 
 class Storable(BaseModel):
     """A model whose every serialised field is checked to what the store can hold (after the
-    field's own validation), when it is built by validation (`model_copy(update=...)` and
-    `model_construct` do not validate). Nested `Storable` models check themselves.
+    field's own validation): when it is built, and when a field is assigned. Nested `Storable`
+    models check themselves; an instance handed in as a field value is not checked again (a
+    card's list of 20,000 metrics is re-validated on every `log_metric`).
 
     Fields whose type cannot hold anything unstorable (uuids, bools, literals, enums, nested
     `Storable` models, the bounded types below) are skipped. (Measured: walking a small command's
     dicts in Python costs less than a round trip through the C encoder would.)"""
 
-    @model_validator(mode="wrap")
-    @classmethod
-    def _storable(
-        cls, data: Any, handler: ModelWrapValidatorHandler[Any], info: ValidationInfo
-    ) -> Any:
-        # An instance handed in as a field value (a record inside an event) was checked when it
-        # was built; models that validate assignment get here with themselves, and are checked.
-        if isinstance(data, cls) and not cls.model_config.get("validate_assignment"):
-            return handler(data)
-        model = handler(data)
-        if info.context is WIRE_CHECKED:
-            return model  # decoded from JSON text that `json_text_storable` cleared
-        values = model.__dict__
-        for name in _checked_fields(type(model)):
+    def model_post_init(self, context: Any, /) -> None:
+        # (runs once per model built by validation, and in model_construct; a ValueError here
+        # is reported by pydantic as a validation error at the model's location)
+        if context is WIRE_CHECKED:
+            return  # decoded from JSON text that `json_text_storable` cleared
+        values = self.__dict__
+        for name in _checked_fields(type(self)):
             v = values.get(name)
             t = type(v)
             if v is None:
@@ -333,7 +320,13 @@ class Storable(BaseModel):
             found = _walk(v, 0)
             if found is not None:
                 raise ValueError(f"{_path(name, found[0])}: {found[1]}")
-        return model
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _checked_fields(type(self)):
+            found = _walk(value, 0)
+            if found is not None:
+                raise ValueError(f"{_path(name, found[0])}: {found[1]}")
+        super().__setattr__(name, value)
 
 
 class Record(BaseModel):
