@@ -32,10 +32,10 @@ from client import AsyncCardRegistry
 from registry_core.contracts.codec import decode_event, encode
 from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.cards import RegistryType, RunCard
-from registry_core.domain.commands import RegisterCard
+from registry_core.domain.commands import RegisterCard, UpdateCard
 from registry_core.domain.decider import INITIAL_STATE, Context, handle
 from registry_core.domain.errors import InvalidArtifact
-from registry_core.domain.events import CardRegistered, Event
+from registry_core.domain.events import CardRegistered, Event, uid_for_command
 from registry_core.messaging import ensure_topics
 from registry_core.persistence import db, projection
 from registry_core.persistence.projection import LoggedEvent, claim_epoch, project
@@ -45,7 +45,7 @@ from tests.integration.helpers import EVENTS, dumps, fetch, outcome, publish_raw
 from tests.support.wire import command
 from workers.replay import replay
 from workers.sequencer import isolation
-from workers.sequencer import worker as worker_mod
+from workers.sequencer.faults import Faults
 from workers.sequencer.worker import Sequencer
 
 pytestmark = pytest.mark.integration
@@ -92,16 +92,22 @@ def _refuse_tagged_rows(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(projection, "card_row", card_row)
 
 
-def _poison_decisions(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The worker's decisions for commands tagged poison=<kind> carry that poison."""
-    real = worker_mod.handle
+class _Poison(Faults):
+    """The worker's decisions for commands tagged poison=<kind> carry that poison (a
+    registration's card has its command's tags)."""
 
-    def poisoned_handle(cmd: Any, state: Any, refs: Any, ctx: Context) -> list[Event]:
-        kind = (getattr(cmd, "tags", None) or {}).get("poison")
-        return [_poisoned(e, kind) for e in real(cmd, state, refs, ctx)]
+    def decided(self, events: list[Event]) -> list[Event]:
+        return [
+            _poisoned(e, e.card.tags.get("poison")) if isinstance(e, CardRegistered) else e
+            for e in events
+        ]
 
-    monkeypatch.setattr(worker_mod, "handle", poisoned_handle)
+
+def _poison_decisions(monkeypatch: pytest.MonkeyPatch) -> Faults:
+    """Poison for the decisions of a sequencer given the returned faults, and for the rows of
+    cards tagged poison=row in every projection."""
     _refuse_tagged_rows(monkeypatch)
+    return _Poison()
 
 
 def _register(name: str, poison: str | None = None) -> RegisterCard:
@@ -291,8 +297,8 @@ class Running:
             pass
 
 
-async def _start(s: Settings) -> Running:
-    seq = Sequencer(s)
+async def _start(s: Settings, faults: Faults | None = None) -> Running:
+    seq = Sequencer(s, faults=faults)
     stop = asyncio.Event()
     task = asyncio.create_task(seq.run(stop))
     ready = asyncio.create_task(seq.ready.wait())
@@ -338,7 +344,7 @@ async def test_an_offender_in_the_middle_of_a_batch_is_rejected_and_the_rest_reg
     monkeypatch: pytest.MonkeyPatch,
     pipeline: bool,
 ) -> None:
-    _poison_decisions(monkeypatch)
+    poison = _poison_decisions(monkeypatch)
     s = settings(worker_pipeline=pipeline)
     batch = [
         _cmd("steady"),
@@ -351,7 +357,7 @@ async def test_an_offender_in_the_middle_of_a_batch_is_rejected_and_the_rest_reg
     # all in the log before the worker starts: its first read takes them as one batch
     await _topics(s)
     await publish_raw(s.kafka_bootstrap_servers, *(dumps(c) for c in batch))
-    workers.append(await _start(s))
+    workers.append(await _start(s, poison))
     ids = [c["command_id"] for c in batch]
     got = await _outcomes(s.dsn, ids)
     assert len(got) == len(batch)
@@ -397,17 +403,17 @@ async def test_an_offender_published_before_a_crash_is_answered_by_the_catch_up(
     settings: Callable[..., Settings], workers: list[Running], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worker publishes a batch with poison and dies before projecting it (simulated: its
-    projection raises). The next sequencer's catch-up sets the poison aside, publishes the
-    rejections behind its marker, projects them, and the registry carries on."""
-    _poison_decisions(monkeypatch)
+    projection never starts). The next sequencer's catch-up sets the poison aside, publishes
+    the rejections behind its marker, projects them, and the registry carries on."""
+
+    class Crash(_Poison):
+        def after_publish(self) -> None:
+            raise RuntimeError("simulated crash after publishing, before projecting")
+
+    poison = _poison_decisions(monkeypatch)
     s = settings()
-    first = await _start(s)
+    first = await _start(s, Crash())
     workers.append(first)
-
-    async def crash(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("simulated crash after publishing, before projecting")
-
-    monkeypatch.setattr(first.seq, "_project", crash)
     batch = [_cmd("steady"), _cmd("nul", "nul-key"), _cmd("row", "row"), _cmd("steady")]
     await publish_raw(s.kafka_bootstrap_servers, *(dumps(c) for c in batch))
     with pytest.raises(RuntimeError, match="simulated crash"):
@@ -424,7 +430,7 @@ async def test_an_offender_published_before_a_crash_is_answered_by_the_catch_up(
     )  # fmt: skip
     await _publish_event(s.kafka_bootstrap_servers, producer_value)
 
-    workers.append(await _start(s))  # epoch 2: catch-up
+    workers.append(await _start(s, poison))  # epoch 2: catch-up
     ids = [c["command_id"] for c in batch] + [unreadable_id]
     got = await _outcomes(s.dsn, ids)
     assert len(got) == len(ids)
@@ -443,6 +449,42 @@ async def test_an_offender_published_before_a_crash_is_answered_by_the_catch_up(
     after = await _outcomes(s.dsn, [c["command_id"] for c in more])
     assert [after[c["command_id"]]["version"] for c in more] == ["1.0.0", "1.2.0"]
     assert not workers[1].task.done()
+    await _replay_identical(s)
+
+
+async def test_a_change_to_a_card_whose_registration_was_set_aside_is_not_reported_done(
+    settings: Callable[..., Settings], workers: list[Running], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An update of a card, and a lineage reference to it, in the same batch as its
+    registration: when the tables refuse that registration, the update must not be answered
+    "updated" (nor the reference stored) for a card that does not exist."""
+    _refuse_tagged_rows(monkeypatch)
+    s = settings()
+    data = RegisterCard(
+        command_id=uuid4(), issued_at=NOW, registry=RegistryType.DATA, space="poison",
+        name="ghost-data", card_type="DataCard", tags={"poison": "row"},
+    )  # fmt: skip
+    ghost = _register("ghost", "row")
+    update = UpdateCard(
+        command_id=uuid4(), issued_at=NOW, registry=RegistryType.RUN, space="poison",
+        name="ghost", uid=uid_for_command(ghost.command_id), description="changed",
+    )  # fmt: skip
+    user = _register("user").model_copy(
+        update={"attributes": {"datacard_uids": [str(uid_for_command(data.command_id))]}}
+    )
+    batch = [data, ghost, update, user]
+    await _topics(s)
+    await publish_raw(s.kafka_bootstrap_servers, *(encode(c) for c in batch))
+    workers.append(await _start(s))
+    got = await _outcomes(s.dsn, [str(c.command_id) for c in batch])
+    status = {c.command_id: (got[str(c.command_id)]["status"],
+                             got[str(c.command_id)]["error_code"]) for c in batch}  # fmt: skip
+    assert status[data.command_id] == ("rejected", "unstorable")
+    assert status[ghost.command_id] == ("rejected", "unstorable")
+    assert status[update.command_id] == ("rejected", "card_not_found")
+    assert status[user.command_id] == ("rejected", "unknown_reference")
+    assert (await fetch(s.dsn, "SELECT count(*) FROM cards"))[0][0] == 0
+    assert (await fetch(s.dsn, "SELECT count(*) FROM lineage"))[0][0] == 0
     await _replay_identical(s)
 
 

@@ -202,7 +202,7 @@ class _Producer:
 
 @pytest.mark.parametrize("batch_bytes", [200, 1500, 512 * 1024])
 def test_published_offsets_follow_the_record_batches(batch_bytes: int) -> None:
-    from workers.sequencer.worker import Sequencer
+    from workers.sequencer.publishing import Publisher
 
     ctx = Context(now=NOW, epoch=1, command_offset=0)
     events = [
@@ -211,14 +211,13 @@ def test_published_offsets_follow_the_record_batches(batch_bytes: int) -> None:
         for i in range(40)
     ]  # fmt: skip
     payloads = [b"p" * (10 + 37 * (i % 7)) for i in range(len(events))]
-    seq = Sequencer.__new__(Sequencer)
-    seq.s = type("S", (), {"events_topic": "events"})()  # type: ignore[assignment]
-    seq.producer = _Producer(batch_bytes, start=1000)  # type: ignore[assignment]
-    offsets = asyncio.run(seq._publish(events, payloads))
+    producer = _Producer(batch_bytes, start=1000)
+    publisher = Publisher(producer, "events", reader=lambda: None)  # type: ignore[arg-type]
+    offsets = asyncio.run(publisher.publish(events, payloads))
     assert offsets == list(range(1000, 1040))
-    assert sum(seq.producer.batches) == 40  # type: ignore[union-attr]
+    assert sum(producer.batches) == 40
     if batch_bytes == 200:
-        assert len(seq.producer.batches) > 1  # type: ignore[union-attr]
+        assert len(producer.batches) > 1
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,7 @@
 """The worker's side of access control: every command must carry a grant issued by the API and
 a signature over its exact bytes (registry_core.auth), from a token that is still active, with
-the scope and space the command needs. A command that fails is rejected with the reason; it
-changes nothing, and the worker goes on."""
+the scope and space the command needs. A command that fails gets a `Refused` verdict, which the
+decider answers with a rejection; it changes nothing, and the worker goes on."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from registry_core.auth import Scope, VerifiedGrant, verify_command
 from registry_core.contracts.codec import UndecodableCommand
 from registry_core.domain.commands import DeleteCard
 from registry_core.domain.errors import Forbidden, RegistryError, Unauthenticated
+from registry_core.domain.verdicts import Refused
 from registry_core.persistence.tokens import TokenCache
 
 log = structlog.get_logger("opsml.sequencer")
@@ -29,8 +30,9 @@ class CommandAuthorizer:
 
     async def denied(
         self, conn: asyncpg.Connection, batch: Sequence[tuple[Any, Any, UUID]]
-    ) -> dict[UUID, RegistryError]:
-        """For (record, decoded command, command_id) triples: the commands to reject, and why."""
+    ) -> dict[UUID, Refused]:
+        """For (record, decoded command, command_id) triples: the commands to reject, and why
+        (verdicts the decider answers)."""
         now = datetime.now(UTC)
         out: dict[UUID, RegistryError] = {}
         verified: dict[UUID, tuple[Any, VerifiedGrant]] = {}
@@ -61,4 +63,4 @@ class CommandAuthorizer:
             log.warning(
                 "command refused by access control", command_id=str(cid), reason=why.message
             )
-        return out
+        return {cid: Refused.because(why) for cid, why in out.items()}
