@@ -17,6 +17,7 @@ from registry_core.domain.commands import RegisterCard
 from registry_core.domain.decider import INITIAL_STATE, Context, handle
 from registry_core.domain.errors import InvalidVersion
 from registry_core.domain.events import CardRegistered, CommandRejected
+from registry_core.errors import BrokerDataLost, BrokerUnreachable
 from registry_core.persistence.projection import UNSTORABLE, LoggedEvent, Unstorable
 from workers.sequencer import isolation
 from workers.sequencer.supervisor import is_transient
@@ -105,3 +106,10 @@ def test_data_errors_are_the_datas_fault(exc: BaseException) -> None:
 )
 def test_connections_and_sequencing_bugs_are_not(exc: BaseException) -> None:
     assert not isinstance(exc, UNSTORABLE)
+
+
+def test_infrastructure_errors_say_whether_a_restart_can_help() -> None:
+    """The supervisor starts a fresh sequencer after a broker that could not be reached, never
+    after one that lost its data (a restart would meet the same log)."""
+    assert is_transient(BrokerUnreachable("no broker at 127.0.0.1:1"))
+    assert not is_transient(BrokerDataLost("opsml.events ends below offset 9"))

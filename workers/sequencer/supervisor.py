@@ -7,9 +7,9 @@ of published-but-unprojected events): so the supervisor builds a fresh `Sequence
 again, backing off while the service stays down, instead of exiting and waiting for someone to
 restart the process.
 
-Only *transient* failures are retried - lost or refused connections and timeouts. Anything else
-(the broker lost its data, a bug) still ends the process with the error, as before, so it is
-seen rather than retried in a loop.
+Only *transient* failures are retried - lost or refused connections and timeouts, and the
+infrastructure errors that say so. Anything else (the broker lost its data, a bug) still ends
+the process with the error, as before, so it is seen rather than retried in a loop.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import asyncpg.exceptions._base
 import structlog
 from aiokafka.errors import KafkaError
 
+from registry_core.errors import InfrastructureError
 from registry_core.settings import Settings
 from workers.sequencer.worker import Sequencer
 
@@ -36,6 +37,8 @@ HEALTHY_AFTER_SECONDS = 30.0
 
 def is_transient(exc: BaseException) -> bool:
     """A failure of the connection to Postgres or Kafka, not of the registry's own logic."""
+    if isinstance(exc, InfrastructureError):
+        return exc.transient  # a service that is down may come back; lost data does not
     if isinstance(exc, (OSError, TimeoutError, KafkaError)):
         return True
     if isinstance(exc, asyncpg.exceptions._base.DataError):
