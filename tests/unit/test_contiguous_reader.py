@@ -1,14 +1,25 @@
 """The gap guard of ContiguousReader, against a scripted consumer (the fetch sequence that
-Tansu produced under concurrent producers: offset N+1 visible before N)."""
+Tansu produced under concurrent producers: offset N+1 visible before N); and the event log's
+reader on top of it, which every reader of the log shares (skip, decode, fence)."""
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from uuid import uuid4
 
 from aiokafka import TopicPartition
 
-from registry_core.messaging import ContiguousReader
+from registry_core.contracts.codec import encode
+from registry_core.domain.events import SequencerStarted
+from registry_core.messaging import (
+    ContiguousReader,
+    DecodeCounts,
+    EpochFence,
+    EventDecoder,
+    EventLogReader,
+)
 
 TP = TopicPartition("t", 0)
 
@@ -105,3 +116,64 @@ async def test_progress_restarts_the_wait() -> None:
         await asyncio.sleep(0.6)
         seen += [r.offset for r in await reader.read(10, 100)]
     assert seen == [0, 1, 2, 3] and reader.gaps_accepted == 0
+
+
+# ---- the event log's reader: gap-free, decoded, fenced (registry_core.messaging.events) -------
+
+
+@dataclass
+class Record:
+    offset: int
+    value: bytes | None
+
+
+class LogConsumer:
+    """A consumer over a fixed log: each fetch returns the records from the sought offset on."""
+
+    def __init__(self, log: list[bytes | None], per_fetch: int = 3) -> None:
+        self.log, self.per_fetch, self.position = log, per_fetch, 0
+
+    def seek(self, tp: object, offset: int) -> None:
+        self.position = offset
+
+    async def getmany(self, tp: object, timeout_ms: int, max_records: int) -> dict:
+        n = min(self.per_fetch, max_records)
+        got = [Record(o, self.log[o]) for o in range(self.position, len(self.log))][:n]
+        self.position += len(got)
+        return {TP: got}
+
+
+def _marker(epoch: int) -> bytes:
+    cid = uuid4()
+    return encode(SequencerStarted(event_id=cid, command_id=cid, occurred_at=datetime.now(UTC),
+                                   epoch=epoch))  # fmt: skip
+
+
+async def test_the_event_reader_skips_what_is_not_an_event_and_fences_older_epochs() -> None:
+    log = [_marker(1), None, b"not json", _marker(2), _marker(1), _marker(2), _marker(3)]
+    undecodable: list[tuple[int, object, int]] = []
+    counts = DecodeCounts()
+    decoder = EventDecoder(EpochFence(0), counts, on_undecodable=lambda *a: undecodable.append(a))
+    reader = EventLogReader(LogConsumer(log), TP, 0, decoder=decoder, end=5)
+    got = []
+    while not reader.done:
+        got += await reader.read(10, 100)
+    assert [(d.offset, d.event.epoch, d.applied) for d in got] == [
+        (0, 1, True), (3, 2, True), (4, 1, False), (5, 2, True)
+    ]  # fmt: skip
+    # past the skipped records and not past `end`; the placeholder (None) answers no command,
+    # the garbage is handed on with the fence's epoch at that point
+    assert reader.position == 6 and decoder.max_epoch == 2
+    assert undecodable == [(2, b"not json", 1)]
+    assert (counts.applied, counts.fenced, counts.undecodable) == (3, 1, 2)
+
+
+async def test_the_event_reader_without_an_end_reads_on_and_keeps_the_epoch() -> None:
+    reader = EventLogReader(
+        LogConsumer([_marker(5), _marker(4), _marker(5)], per_fetch=1), TP, 0,
+        decoder=EventDecoder(EpochFence(5)),
+    )  # fmt: skip
+    applied = []
+    for _ in range(4):  # the last read finds nothing new
+        applied += [d.applied for d in await reader.read(10, 100)]
+    assert applied == [True, False, True] and not reader.done and reader.position == 3
