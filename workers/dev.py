@@ -51,10 +51,11 @@ SUPERVISED = ("worker", "api")
 EARLY_EXITS_MAX = 3
 FAILURE_LINES = 15
 EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt): ")
-# Every child gets its stop signal at once and this long before SIGKILL. Tansu exits at once on
+# The children get their stop signals together and this long before SIGKILL. Tansu exits at once on
 # SIGINT but waits 5 s on SIGTERM; SeaweedFS takes ~1.2 s; uvicorn waits for open long-polls
 # unless told a bound (`timeout_graceful_shutdown`).
-STOP_GRACE_SECONDS = 2.0
+STOP_GRACE_SECONDS = 2.2
+STOP_SERVICES_AFTER = 0.6  # at the latest: SeaweedFS then still has 1.6 s of the grace
 STOP_SIGNALS = {
     "api": signal.SIGTERM,
     "worker": signal.SIGTERM,
@@ -569,16 +570,30 @@ class DevStack:
                     pass
 
     def stop(self) -> None:
-        """Stop every child at once, each with the signal that ends it soonest, and kill what
-        is still running after STOP_GRACE_SECONDS: the whole stack is gone within 3 s."""
-        running = [
+        """Stop the worker and the API at once, Tansu and SeaweedFS as soon as the worker is
+        gone (so it does not end mid-produce) or after STOP_SERVICES_AFTER, each with the
+        signal that ends it soonest; kill what still runs after STOP_GRACE_SECONDS. The whole
+        stack is gone within 3 s."""
+        roles = {proc.pid: role for role, proc in self.children.items()}
+        front = [
             (self.children.pop(role), STOP_SIGNALS[role])
-            for role in ("api", "worker", "tansu", "seaweedfs")
+            for role in SUPERVISED
             if role in self.children
         ]
-        killed = procs.stop_all(running, STOP_GRACE_SECONDS)
+        back = [
+            (self.children.pop(role), STOP_SIGNALS[role])
+            for role in ("tansu", "seaweedfs")
+            if role in self.children
+        ]
+        killed = procs.stop_all(
+            front,
+            STOP_GRACE_SECONDS,
+            services=back,
+            users=[proc for proc, _ in front if roles[proc.pid] == "worker"],
+            services_wait=STOP_SERVICES_AFTER,
+        )
         if killed:
-            log.info("killed after the grace period", pids=[p.pid for p in killed])
+            log.info("killed after the grace period", roles=[roles[p.pid] for p in killed])
         if self.embedded_pg is not None:
             self.embedded_pg.cleanup()  # type: ignore[attr-defined]
             self.embedded_pg = None

@@ -128,30 +128,45 @@ def stop(proc: subprocess.Popen[bytes], timeout: float = 10.0) -> int | None:
 
 
 def stop_all(
-    children: Sequence[tuple[subprocess.Popen[bytes], int]], timeout: float = 2.5
+    children: Sequence[tuple[subprocess.Popen[bytes], int]],
+    timeout: float = 2.5,
+    *,
+    services: Sequence[tuple[subprocess.Popen[bytes], int]] = (),
+    users: Sequence[subprocess.Popen[bytes]] = (),
+    services_wait: float = 0.0,
 ) -> list[subprocess.Popen[bytes]]:
     """Stop several children at once: send each its own signal together, wait for all of them
     up to `timeout` in total, then SIGKILL the process groups of those still running. Returns
     the children that had to be killed. Stopping them one after another added their grace
-    periods up (17.8 s for the dev stack under load)."""
+    periods up (17.8 s for the dev stack under load).
+
+    `services` (what `users` talk to: a broker, a store) get their signal once every one of
+    `users` has exited or `services_wait` has passed, so a user is not left mid-request to a
+    service that went away (its request would wait for a timeout instead of finishing)."""
+    started = time.monotonic()
+    deadline = started + timeout
     for proc, sig in children:
         if proc.poll() is None:
             _signal_group(proc, sig)
-    deadline = time.monotonic() + timeout
-    for proc, _ in children:
+    _wait(users, min(deadline, started + services_wait))
+    for proc, sig in services:
+        if proc.poll() is None:
+            _signal_group(proc, sig)
+    everyone = [*children, *services]
+    _wait([proc for proc, _ in everyone], deadline)
+    killed = [proc for proc, _ in everyone if proc.poll() is None]
+    for proc, _ in everyone:
+        _signal_group(proc, signal.SIGKILL)  # the stragglers, and anything left in a group
+    _wait(killed, time.monotonic() + 5)
+    return killed
+
+
+def _wait(processes: Sequence[subprocess.Popen[bytes]], deadline: float) -> None:
+    for proc in processes:
         try:
             proc.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
-    killed = [proc for proc, _ in children if proc.poll() is None]
-    for proc, _ in children:
-        _signal_group(proc, signal.SIGKILL)  # the stragglers, and anything left in a group
-    for proc in killed:
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:  # pragma: no cover - SIGKILL is not refused
-            pass
-    return killed
 
 
 def kill(proc: subprocess.Popen[bytes]) -> None:

@@ -164,7 +164,8 @@ def test_stops_within_3s_with_15_clients_mid_long_poll(
 
     quit_.set()  # registrations under way go on; a failure after this is the stop's doing
     took, out = _stop(proc, sig)
-    print(f"every child gone {took:.2f}s after {signal.Signals(sig).name}")
+    killed = [line for line in out.splitlines() if "killed after the grace" in line]
+    print(f"every child gone {took:.2f}s after {signal.Signals(sig).name}; {killed}")
     join_by = time.monotonic() + 5  # the long-polls end with the API; registrars are daemons
     for t in threads[:10]:
         t.join(max(0.0, join_by - time.monotonic()))

@@ -121,3 +121,49 @@ def test_stop_all_stops_children_together_and_kills_stragglers() -> None:
     assert sorted(p.pid for p in killed) == sorted(p.pid for p in stubborn)
     assert all(p.poll() is not None for p in [*stubborn, polite])
     assert polite.returncode == 0  # SIGINT ended it by itself
+
+
+def _stamps_on_int(path: Path) -> str:
+    """A child that writes when it got SIGINT, then exits."""
+    return (
+        "import signal, sys, time\n"
+        "def bye(*_):\n"
+        f"    open({str(path)!r}, 'w').write(repr(time.time()))\n"
+        "    sys.exit(0)\n"
+        "signal.signal(signal.SIGINT, bye)\n"
+        "time.sleep(60)\n"
+    )
+
+
+@pytest.mark.parametrize("user_exits", [True, False], ids=["user-exits", "user-stuck"])
+def test_stop_all_signals_services_after_their_users(tmp_path: Path, user_exits: bool) -> None:
+    """The broker is signalled once the worker is gone (not while it may be mid-produce), or
+    after `services_wait` when the worker does not go."""
+    stamp = tmp_path / "service-signalled"
+    user = _child(
+        "import signal, sys, time\n"
+        + (
+            "signal.signal(signal.SIGTERM, lambda *_: (time.sleep(0.3), sys.exit(0)))\n"
+            if user_exits
+            else "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        )
+        + "time.sleep(60)\n"
+    )
+    service = _child(_stamps_on_int(stamp))
+    time.sleep(1.0)
+    started = time.time()
+    killed = procs.stop_all(
+        [(user, signal.SIGTERM)],
+        2.0,
+        services=[(service, signal.SIGINT)],
+        users=[user],
+        services_wait=0.8,
+    )
+    signalled = float(stamp.read_text()) - started
+    if user_exits:
+        assert 0.25 <= signalled < 0.7, signalled  # right after the user's 0.3 s
+        assert killed == []
+    else:
+        assert 0.75 <= signalled < 1.2, signalled  # at services_wait
+        assert killed == [user]
+    assert service.returncode == 0
