@@ -1,9 +1,15 @@
 """`opsml dev`: the all-in-one local stack.
 
 Starts SeaweedFS (S3), Tansu (Kafka protocol) storing its log in that S3 (so the event log
-survives a restart), uses the local Postgres (creating the database) or an embedded one, runs the
-migrations, then the sequencer worker and the read API as supervised children. Ctrl-C / SIGTERM
-stops every child it started.
+survives a restart), uses the local Postgres or an embedded one, runs the migrations, then the
+sequencer worker and the read API as supervised children, and writes the settings it gives them
+to `<data-dir>/server.env` for operator commands.
+
+A data directory and its database belong together (the registry's events are in the one, its
+tables in the other): each directory gets its own database (`default_database_url`), records its
+identity in it, and refuses a database that holds another directory's registry. A worker or API
+that keeps exiting before it is ready stops the stack with its reason instead of restarting
+forever. Ctrl-C / SIGTERM stops every child within 3 s.
 """
 
 from __future__ import annotations
