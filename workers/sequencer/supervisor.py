@@ -84,6 +84,8 @@ async def supervise(
             if stop.is_set():
                 return
             if not is_transient(exc):
+                if isinstance(exc, InfrastructureError):  # says what to do: one line for it
+                    log.error("the sequencer cannot run", error=str(exc))
                 raise
             if sequencer.ready.is_set() or loop.time() - started > HEALTHY_AFTER_SECONDS:
                 delay = backoff_first  # it got going again: this is a new outage
