@@ -1,4 +1,9 @@
-"""The storage port and the factory that picks an adapter from OPSML_STORAGE_URI."""
+"""Storage: the artifact store port - what the API and the worker need from a store - and the
+hashing every adapter shares. The adapters (local.py, s3.py) import this module, never the
+other way round; the factory that picks one from OPSML_STORAGE_URI is factory.py.
+
+tests/integration/test_storage_contract.py holds the port's contract: one abstract test case,
+run against every adapter."""
 
 from __future__ import annotations
 
@@ -18,8 +23,17 @@ class StoredObject:
     sha256: str | None  # None when the store did not record it (compute with `hash_of`)
 
 
+class ObjectMissing(FileNotFoundError):
+    """No object is stored at this key."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"no object is stored at {key!r}")
+        self.key = key
+
+
 class ArtifactStore(Protocol):
-    """What the API and the worker need from artifact storage."""
+    """What the API and the worker need from artifact storage. Keys are relative POSIX paths; a
+    key that is absent is `stat() -> None`, and ObjectMissing from `read` and `copy`."""
 
     async def put(
         self, key: str, chunks: AsyncIterable[bytes], *, sha256: str, max_bytes: int
@@ -28,17 +42,22 @@ class ArtifactStore(Protocol):
         do not hash to `sha256`."""
         ...
 
-    async def stat(self, key: str) -> StoredObject | None: ...
+    async def stat(self, key: str) -> StoredObject | None:
+        """Size and (if the store kept it) sha256 of `key`; None when nothing is stored there."""
+        ...
 
     def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         """The bytes of `key` from `start` to `end` (inclusive), streamed."""
         ...
 
     async def copy(self, src: str, dst: str) -> None:
-        """Idempotent: copying the same source over an existing destination is fine."""
+        """`dst` becomes a copy of `src`, sha256 included (staging -> the card's place).
+        Idempotent: copying the same source over an existing destination is fine."""
         ...
 
-    async def delete_prefix(self, prefix: str) -> int: ...
+    async def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix/`; returns how many there were."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -70,22 +89,12 @@ class HashingLimiter:
         return got
 
 
+async def exists(store: ArtifactStore, key: str) -> bool:
+    return await store.stat(key) is not None
+
+
 async def hash_of(store: ArtifactStore, key: str) -> str:
     digest = hashlib.sha256()
     async for chunk in store.read(key):
         digest.update(chunk)
     return digest.hexdigest()
-
-
-def open_store(
-    uri: str, *, s3_endpoint_url: str | None = None, s3_region: str | None = None
-) -> ArtifactStore:
-    """`s3://bucket/prefix` -> S3Store; `file:///path` or a plain path -> LocalStore."""
-    if uri.startswith("s3://"):
-        from registry_core.storage.s3 import S3Store
-
-        bucket, _, prefix = uri[5:].partition("/")
-        return S3Store(bucket, prefix, endpoint_url=s3_endpoint_url, region=s3_region)
-    from registry_core.storage.local import LocalStore
-
-    return LocalStore(uri.removeprefix("file://"))

@@ -1,4 +1,4 @@
-"""A local-directory artifact store: atomic writes (temp file + rename), no symlink escapes."""
+"""Storage, local adapter: a directory - atomic writes (temp file + rename), no symlink escapes."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 from registry_core.domain.errors import InvalidArtifact
-from registry_core.storage.base import CHUNK, HashingLimiter, StoredObject
+from registry_core.storage.base import CHUNK, HashingLimiter, ObjectMissing, StoredObject
 
 # The sha256 that put() verified while writing, kept with the file (like the S3 store's object
 # metadata), so the worker does not read a staged file a second time to hash it.
@@ -65,7 +65,11 @@ class LocalStore:
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         path = self._path(key)
-        with open(path, "rb") as fh:  # noqa: ASYNC230 - open is cheap; reads go to a thread
+        try:
+            fh = open(path, "rb")  # noqa: ASYNC230 - open is cheap; reads go to a thread
+        except (FileNotFoundError, IsADirectoryError):
+            raise ObjectMissing(key) from None
+        with fh:
             fh.seek(start)
             left = None if end is None else end - start + 1
             while left is None or left > 0:
@@ -80,6 +84,8 @@ class LocalStore:
 
     async def copy(self, src: str, dst: str) -> None:
         source, target = self._path(src), self._path(dst)
+        if not source.is_file():
+            raise ObjectMissing(src)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
         try:

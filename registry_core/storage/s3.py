@@ -1,5 +1,5 @@
-"""An S3 artifact store on aioboto3: multipart uploads for large files (bounded memory),
-streamed and ranged downloads, server-side copies. The sha256 is kept in object metadata."""
+"""Storage, S3 adapter (aioboto3): multipart uploads for large files (bounded memory), streamed
+and ranged downloads, server-side copies. The sha256 is kept in object metadata."""
 
 from __future__ import annotations
 
@@ -11,9 +11,14 @@ import aioboto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from registry_core.storage.base import HashingLimiter, StoredObject
+from registry_core.storage.base import HashingLimiter, ObjectMissing, StoredObject
 
 PART_SIZE = 8 * 1024 * 1024  # S3 parts must be >= 5 MiB (except the last)
+_MISSING = ("404", "NoSuchKey", "NotFound")
+
+
+def _missing(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") in _MISSING
 
 
 class S3Store:
@@ -104,7 +109,7 @@ class S3Store:
         try:
             head = await s3.head_object(Bucket=self.bucket, Key=self._key(key))
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            if _missing(exc):
                 return None
             raise
         return StoredObject(int(head["ContentLength"]), head.get("Metadata", {}).get("sha256"))
@@ -114,7 +119,12 @@ class S3Store:
         args: dict[str, Any] = {"Bucket": self.bucket, "Key": self._key(key)}
         if start or end is not None:
             args["Range"] = f"bytes={start}-{'' if end is None else end}"
-        resp = await s3.get_object(**args)
+        try:
+            resp = await s3.get_object(**args)
+        except ClientError as exc:
+            if _missing(exc):
+                raise ObjectMissing(key) from None
+            raise
         body = resp["Body"]
         try:
             async for chunk in body.iter_chunks(1024 * 1024):
@@ -124,12 +134,17 @@ class S3Store:
 
     async def copy(self, src: str, dst: str) -> None:
         s3 = await self.client()
-        await s3.copy_object(
-            Bucket=self.bucket,
-            Key=self._key(dst),
-            CopySource={"Bucket": self.bucket, "Key": self._key(src)},
-            MetadataDirective="COPY",
-        )
+        try:
+            await s3.copy_object(
+                Bucket=self.bucket,
+                Key=self._key(dst),
+                CopySource={"Bucket": self.bucket, "Key": self._key(src)},
+                MetadataDirective="COPY",
+            )
+        except ClientError as exc:
+            if _missing(exc):
+                raise ObjectMissing(src) from None
+            raise
 
     async def delete_prefix(self, prefix: str) -> int:
         s3 = await self.client()
