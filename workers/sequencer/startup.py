@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from registry_core import messaging
 from registry_core.contracts.codec import encode
 from registry_core.domain.events import OPSML_NAMESPACE, SequencerStarted, event_id_for
-from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK
+from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
 from registry_core.persistence.projection import get_tracking
 from registry_core.settings import Settings
 
@@ -32,9 +32,7 @@ async def acquire_lock(conn: asyncpg.Connection, stop: asyncio.Event, retry_seco
     `stop` was set first."""
     announced = False
     while not stop.is_set():
-        if await conn.fetchval(
-            "SELECT pg_try_advisory_lock($1, $2)", LOCK_NAMESPACE, SEQUENCER_LOCK
-        ):
+        if await conn.fetchval(Q["try_advisory_lock"], LOCK_NAMESPACE, SEQUENCER_LOCK):
             log.info("sequencer lock acquired: active")
             return True
         if not announced:
