@@ -115,3 +115,27 @@ async def test_an_unreachable_kafka_is_one_line_naming_the_address_and_the_setti
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("error: cannot reach Kafka"), label
         assert address in lines[0] and "OPSML_KAFKA_BOOTSTRAP_SERVERS" in lines[0], label
+
+
+async def test_an_unreachable_postgres_is_named_with_its_address_and_setting(
+    kafka: str,
+) -> None:
+    """Both replay entry points raise DatabaseUnreachable (the line `opsml replay` prints),
+    naming the address without its password, and the setting - still an OSError."""
+    from registry_core.errors import DatabaseUnreachable
+    from registry_core.settings import Settings
+    from workers.replay import replay, republish
+
+    (port,) = procs.free_ports(1)  # nothing listens there
+    settings = Settings(
+        database_url=f"postgresql://opsml:s3cret@127.0.0.1:{port}/opsml",  # type: ignore[arg-type]
+        kafka_bootstrap_servers=kafka,
+    )
+    for run in (replay(settings, source="archive"), republish(settings)):
+        with pytest.raises(DatabaseUnreachable) as err:
+            await run
+        line = str(err.value)
+        assert "\n" not in line and line.startswith("cannot reach Postgres"), line
+        assert f"127.0.0.1:{port}/opsml" in line and "OPSML_DATABASE_URL" in line, line
+        assert "s3cret" not in line
+        assert isinstance(err.value, OSError)
