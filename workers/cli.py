@@ -1,4 +1,5 @@
-"""The `opsml` command line: run the processes (dev, api, worker, migrate) and query cards."""
+"""The `opsml` command line: run the processes (dev, api, worker, migrate, replay); the card and
+token commands live in `cli_cards` and `cli_tokens`, what they share in `cli_common`."""
 
 from __future__ import annotations
 
@@ -10,21 +11,15 @@ from typing import Annotated, Any
 import typer
 
 from registry_core import eventloop
+from workers import cli_cards
+from workers.cli_common import DataDirOption, fail, one_line_errors, settings
+from workers.cli_tokens import token_app
 
 app = typer.Typer(
     help="opsml-registry: an event-sourced registry for ML artifact cards.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
 )
-
-
-def _settings():
-    from registry_core.logging import configure_logging
-    from registry_core.settings import get_settings
-
-    s = get_settings()
-    configure_logging(s.log_format, s.log_level)
-    return s
 
 
 @app.command()
@@ -35,11 +30,14 @@ def dev(
         Path, typer.Option(help="Where S3 data, credentials and logs live.")
     ] = Path(".opsml"),
     database_url: Annotated[
-        str,
+        str | None,
         typer.Option(
-            envvar="OPSML_DATABASE_URL", help="Postgres URL (database created if missing)."
+            envvar="OPSML_DATABASE_URL",
+            help="Postgres URL (default: a database of the data directory's own on"
+            " 127.0.0.1:5432, created if missing).",
+            show_default=False,
         ),
-    ] = "postgresql://postgres@127.0.0.1:5432/opsml",
+    ] = None,
     demo: Annotated[
         bool, typer.Option(help="Register a demo RunCard once the stack is up.")
     ] = False,
@@ -47,12 +45,11 @@ def dev(
     """Run the whole stack locally: S3 (SeaweedFS), Kafka (Tansu), Postgres, worker and API."""
     from workers.dev import run_dev
 
-    _settings()
+    settings()
     try:
         code = eventloop.run(run_dev(host, port, data_dir, database_url, demo))
     except (RuntimeError, TimeoutError, OSError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc))
     raise typer.Exit(code)
 
 
@@ -60,19 +57,19 @@ def dev(
 def api(
     host: Annotated[str | None, typer.Option(help="Interface to listen on.")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Run the HTTP read API."""
     import uvicorn
 
     from workers.api.app import create_app
 
-    s = _settings()
+    s = settings(data_dir)
     s = s.model_copy(update={"api_host": host or s.api_host})
     try:
         application = create_app(s)
     except ValueError as exc:  # access control misconfigured: refuse to start open
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(2) from None
+        fail(str(exc), 2)
     http: Any = "auto"
     try:  # one socket write per small response (workers/api/wire.py); needs httptools
         from workers.api.wire import CoalescingHttpToolsProtocol
@@ -88,16 +85,18 @@ def api(
         log_level=s.log_level.lower(),
         access_log=False,
         loop=eventloop.uvicorn_loop(),
+        # Open long-polls end after this: Ctrl-C / SIGTERM stops the API in about a second.
+        timeout_graceful_shutdown=1,
     )
 
 
 @app.command()
-def worker() -> None:
+def worker(data_dir: DataDirOption = None) -> None:
     """Run the sequencer worker (a second one waits as hot standby). It keeps running through
     Postgres or Kafka outages, reconnecting with back-off (workers/sequencer/supervisor.py)."""
     from workers.sequencer.supervisor import supervise
 
-    s = _settings()
+    s = settings(data_dir)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -106,15 +105,16 @@ def worker() -> None:
             loop.add_signal_handler(sig, stop.set)
         await supervise(s, stop)
 
-    eventloop.run(main())
+    with one_line_errors():
+        eventloop.run(main())
 
 
 @app.command()
-def migrate() -> None:
+def migrate(data_dir: DataDirOption = None) -> None:
     """Apply pending database migrations (creating the database if missing)."""
     from registry_core.persistence import db
 
-    s = _settings()
+    s = settings(data_dir)
 
     async def main() -> list[int]:
         await db.ensure_database(s.dsn)
@@ -124,7 +124,8 @@ def migrate() -> None:
         finally:
             await conn.close()
 
-    applied = asyncio.run(main())
+    with one_line_errors():
+        applied = asyncio.run(main())
     typer.echo(f"applied migrations: {applied}" if applied else "database is up to date")
 
 
@@ -159,17 +160,19 @@ def replay(
             " projection batch by batch (slow; the reference the bulk path is checked against)."
         ),
     ] = True,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Rebuild every read table from the event log into a fresh schema, verify, switch."""
     from aiokafka.errors import KafkaError
     from rich.console import Console
 
+    from registry_core.errors import InfrastructureError
     from workers.replay import ReplayError
     from workers.replay import replay as run_replay
     from workers.replay import republish as run_republish
     from workers.replay.sources import unreachable
 
-    s = _settings()
+    s = settings(data_dir)
     console = Console(stderr=True)
     try:
         if republish:
@@ -188,11 +191,11 @@ def replay(
             )
         )  # fmt: skip
     except ReplayError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    except KafkaError as exc:  # one line naming the address and the setting, not a traceback
-        typer.secho(f"error: {unreachable(s, exc)}", fg="red", err=True)
-        raise typer.Exit(1) from None
+        fail(str(exc))
+    except InfrastructureError as exc:  # one line naming the address and the setting
+        fail(str(exc))
+    except KafkaError as exc:
+        fail(unreachable(s, exc))
     st = result.stats
     for diff in result.diffs:
         typer.echo(diff.describe())
@@ -224,181 +227,10 @@ def replay(
         typer.echo("identical")
 
 
-@app.command("list")
-def list_cards(
-    registry: Annotated[str, typer.Option(help="data | model | run")],
-    space: Annotated[str | None, typer.Option()] = None,
-    name: Annotated[str | None, typer.Option()] = None,
-    version: Annotated[str | None, typer.Option()] = None,
-    limit: Annotated[int, typer.Option()] = 20,
-) -> None:
-    """List cards, newest version first (uses OPSML_TRACKING_URI)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from client import CardRegistry, RegistryError
-
-    try:
-        with CardRegistry(registry) as reg:
-            cards = reg.list_cards(space=space, name=name, version=version, limit=limit)
-    except RegistryError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    table = Table("space", "name", "version", "uid", "created_at", "tags")
-    for c in cards:
-        table.add_row(
-            c.space, c.name, c.version or "", str(c.uid), str(c.created_at), str(c.tags or "")
-        )
-    Console().print(table)
-
-
-@app.command()
-def register(
-    registry: Annotated[str, typer.Option(help="data | model | run")],
-    space: Annotated[str, typer.Option()],
-    name: Annotated[str, typer.Option()],
-    version_type: Annotated[str, typer.Option(help="major | minor | patch")] = "minor",
-    tag: Annotated[list[str] | None, typer.Option(help="key=value, repeatable")] = None,
-) -> None:
-    """Register a metadata-only card (handy for smoke tests)."""
-    from pydantic import ValidationError
-
-    from client import CardRegistry, RegistryError
-    from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY, registry_type
-    from registry_core.domain.errors import summarize_validation
-
-    tags = dict(t.split("=", 1) for t in (tag or []) if "=" in t)
-    try:
-        card_cls = CARD_CLASS_FOR_REGISTRY[registry_type(registry)]
-        card = card_cls(space=space, name=name, tags=tags)
-        with CardRegistry(registry) as reg:
-            reg.register_card(card, version_type=version_type)
-    except ValidationError as exc:
-        typer.secho(f"error: {summarize_validation(exc)}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    except (RegistryError, ValueError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    typer.echo(f"{registry}/{space}/{name} {card.version} uid={card.uid}")
-
-
-@app.command()
-def download(
-    registry: Annotated[str, typer.Option(help="data | model | run | ...")],
-    name: Annotated[str, typer.Option()],
-    to: Annotated[Path, typer.Option(help="Directory to write the artifacts into.")],
-    space: Annotated[str | None, typer.Option()] = None,
-    version: Annotated[
-        str | None, typer.Option(help="Exact version or constraint ('^1', '1.2.*', '>=1,<2').")
-    ] = None,
-    uid: Annotated[str | None, typer.Option(help="A card uid (instead of name/version).")] = None,
-    prereleases: Annotated[bool, typer.Option(help="Let a pre-release be the newest.")] = False,
-) -> None:
-    """Download a card's artifacts (newest matching version), each verified by sha256 - e.g. a
-    CI build pulling the model it packages into an image. Uses OPSML_TRACKING_URI."""
-    from client import CardRegistry, RegistryError
-
-    try:
-        with CardRegistry(registry) as reg:
-            if uid:
-                card = reg.load_card(uid=uid)
-            else:
-                card = reg.load_card(
-                    space=space, name=name, version=version, include_prereleases=prereleases
-                )
-            paths = reg.download_artifacts(card, to, progress=True)
-    except RegistryError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    total = sum(p.stat().st_size for p in paths)
-    typer.echo(
-        f"{registry}/{card.space}/{card.name} {card.version} (uid {card.uid}):"
-        f" {len(paths)} file(s), {total} bytes, sha256 verified -> {to}"
-    )
-
-
-token_app = typer.Typer(
-    help="API tokens (talks to the database directly: for operators, and for the first admin"
-    " token; with an admin token, the same is at /api/v1/tokens).",
-    no_args_is_help=True,
-)
+app.command("list")(cli_cards.list_cards)
+app.command()(cli_cards.register)
+app.command()(cli_cards.download)
 app.add_typer(token_app, name="token")
-
-
-def _with_db(fn):  # type: ignore[no-untyped-def]
-    from registry_core.persistence import db
-
-    s = _settings()
-
-    async def main():  # type: ignore[no-untyped-def]
-        conn = await db.connect(s.dsn)
-        try:
-            await db.migrate(conn)
-            return await fn(conn)
-        finally:
-            await conn.close()
-
-    return asyncio.run(main())
-
-
-@token_app.command("create")
-def token_create(
-    name: Annotated[str, typer.Option(help="Who or what uses it, e.g. ci-team-a.")],
-    scopes: Annotated[str, typer.Option(help="Comma-separated: read, write, admin.")] = "read",
-    spaces: Annotated[
-        str, typer.Option(help="Comma-separated spaces it may write to; '*' = every space.")
-    ] = "*",
-    expires_in_days: Annotated[int | None, typer.Option(help="Expiry (default: never).")] = None,
-) -> None:
-    """Create a token and print it once (only its sha256 is stored)."""
-    from datetime import timedelta
-
-    from registry_core.auth import parse_scopes
-    from registry_core.domain.errors import RegistryError
-    from registry_core.persistence.tokens import create_token
-
-    try:
-        wanted = parse_scopes(x for x in scopes.split(",") if x.strip())
-        space_list = [x.strip() for x in spaces.split(",") if x.strip()]
-        expiry = timedelta(days=expires_in_days) if expires_in_days else None
-        token, info = _with_db(lambda c: create_token(c, name, wanted, space_list, expiry))
-    except (ValueError, RegistryError) as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(1) from None
-    typer.secho(
-        f"created token {info.token_id} ({info.name}): scopes {','.join(info.scopes)},"
-        f" spaces {','.join(info.spaces)}. It is shown once; store it now:",
-        err=True,
-    )
-    typer.echo(token)
-
-
-@token_app.command("list")
-def token_list() -> None:
-    """List tokens (ids, names, scopes, spaces, dates; never secrets)."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from registry_core.persistence.tokens import list_tokens
-
-    table = Table("token_id", "name", "scopes", "spaces", "created", "expires", "revoked")
-    for t in _with_db(list_tokens):
-        table.add_row(
-            t.token_id, t.name, ",".join(t.scopes), ",".join(t.spaces),
-            f"{t.created_at:%Y-%m-%d %H:%M}", str(t.expires_at or ""), str(t.revoked_at or ""),
-        )  # fmt: skip
-    Console().print(table)
-
-
-@token_app.command("revoke")
-def token_revoke(token_id: Annotated[str, typer.Argument(help="The id (opsml_<id>_...).")]) -> None:
-    """Revoke a token: refused by the API and the worker within OPSML_TOKEN_CACHE_SECONDS."""
-    from registry_core.persistence.tokens import revoke_token
-
-    if not _with_db(lambda c: revoke_token(c, token_id)):
-        typer.secho(f"error: no active token {token_id}", fg="red", err=True)
-        raise typer.Exit(1)
-    typer.echo(f"revoked {token_id}")
 
 
 if __name__ == "__main__":
