@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
+import signal
+import time
 import uuid
 from pathlib import Path
 
@@ -63,6 +66,30 @@ async def test_docs_pages_load_everything_from_the_api(stack: Stack) -> None:
         assert "/static/swagger-ui.css" in (await http.get("/docs")).text
         assert (await http.get("/docs/oauth2-redirect")).status_code == 200
         assert (await http.get("/static/../app.py")).status_code == 404
+
+
+async def test_a_stopping_api_answers_open_long_polls_503_within_seconds(stack: Stack) -> None:
+    """SIGTERM with clients mid long-poll: the API stops in about its graceful-shutdown time
+    (not the polls' 25 s), and every waiting request - the client's exact form (the fast path)
+    and any other form (the route) - is answered 503 with Retry-After, which the client
+    retries, never 500, which it reports as a failed registration."""
+    assert stack.api is not None
+    async with httpx.AsyncClient(base_url=stack.url, timeout=40) as http:
+        waits = [f"/api/v1/commands/{uuid.uuid4()}?wait=25" for _ in range(5)]
+        waits += [f"/api/v1/commands/{str(uuid.uuid4()).upper()}?wait=25" for _ in range(5)]
+        polls = [asyncio.create_task(http.get(w)) for w in waits]
+        await asyncio.sleep(1.0)  # all of them waiting
+        assert not any(p.done() for p in polls)
+        t0 = time.monotonic()
+        stack.api.send_signal(signal.SIGTERM)
+        answers = await asyncio.gather(*polls)
+        await asyncio.to_thread(stack.api.wait, 15)
+        took = time.monotonic() - t0
+    assert took < 4, f"the API took {took:.1f} s to stop"
+    for resp in answers:
+        assert resp.status_code == 503, (resp.status_code, resp.text)
+        assert resp.headers["retry-after"] == "1"
+        assert resp.json()["error_code"] == "unavailable"
 
 
 async def test_filters_and_newest_first_by_precedence(stack: Stack) -> None:

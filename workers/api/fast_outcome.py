@@ -66,6 +66,9 @@ class FastOutcome:
         except unavailable.UNAVAILABLE as exc:  # a database restart: 503 as the route would
             await (await unavailable.answer(scope["app"], exc))(scope, receive, send)
             return
+        except unavailable.ServerStopping:  # 503 as the route would
+            await unavailable.STOPPING(scope, receive, send)
+            return
         head = [(b"content-length", b"%d" % len(body)), (b"content-type", JSON_BYTES)]
         await send({"type": "http.response.start", "status": status, "headers": head})
         await send({"type": "http.response.body", "body": body})

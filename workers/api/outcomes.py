@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 
 from registry_core.persistence import read
+from workers.api.unavailable import ServerStopping
 from workers.api.waiters import OutcomeWaiters
 
 JSON = "application/json"
@@ -106,7 +107,8 @@ async def answer_outcome(
     pool: asyncpg.Pool, waiters: OutcomeWaiters, command_id: UUID, wait: float, wait_max: float
 ) -> tuple[int, bytes]:
     """(status, JSON body) of `GET /api/v1/commands/{command_id}?wait=...`: 200 with the
-    outcome, or 202 with a pending one when `wait` ran out first."""
+    outcome, or 202 with a pending one when `wait` ran out first. ServerStopping when the
+    server cancels the wait."""
     wait = min(wait, wait_max)
     with waiters.expect(str(command_id)) as woken:
         row = await read.get_outcome_with_card(pool, command_id)
@@ -116,6 +118,13 @@ async def answer_outcome(
             timer = asyncio.get_running_loop().call_later(wait, _expire, woken)
             try:
                 row = await woken
+            except asyncio.CancelledError:
+                # only the server cancels a request's task: it is stopping (uvicorn's
+                # graceful-shutdown time ran out), so this wait is answered "retry"
+                task = asyncio.current_task()
+                if task is not None:
+                    task.uncancel()
+                raise ServerStopping from None
             finally:
                 timer.cancel()
             if row is None:

@@ -1,9 +1,15 @@
-"""Answer 503 (with Retry-After), not 500, while a backing service is unreachable.
+"""Answer 503 (with Retry-After), not 500, while a backing service is unreachable or the API
+itself is stopping.
 
 When Postgres restarts, requests fail with a refused connection or a connection that died under
 them; the pool replaces the dead connections by itself, so the condition is temporary and the
 right answer is "try again", which the client does (client/retry.py). A 500 stays a 500: that
 is a bug, and is not retried.
+
+When the API stops, uvicorn waits `timeout_graceful_shutdown` for open requests, then cancels
+them and would answer each 500 - the client's long-poll is then a failed registration. The
+long-poll turns that cancellation into `ServerStopping`, answered 503: the client asks again and
+reaches the API that replaces this one.
 """
 
 from __future__ import annotations
@@ -31,6 +37,18 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
 )
 
 
+class ServerStopping(Exception):
+    """The server cancelled a waiting request because it is stopping."""
+
+
+STOPPING = JSONResponse(
+    {"detail": "the registry's API is stopping (a restart or a deploy); retry",
+     "error_code": "unavailable"},
+    status_code=503,
+    headers={"Retry-After": RETRY_AFTER_SECONDS},
+)  # fmt: skip
+
+
 async def answer(app: Any, exc: Exception) -> JSONResponse:
     """The 503 for `exc`; expires the pool's connections of `app` first."""
     log.warning("backing service unavailable", error=f"{type(exc).__name__}: {exc}")
@@ -53,6 +71,11 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
     return await answer(request.app, exc)
 
 
+async def _stopping(_request: Request, _exc: Exception) -> JSONResponse:
+    return STOPPING
+
+
 def install(app: FastAPI) -> None:
     for exc_type in UNAVAILABLE:
         app.add_exception_handler(exc_type, _unavailable)
+    app.add_exception_handler(ServerStopping, _stopping)
