@@ -45,7 +45,14 @@ from rich.text import Text
 from registry_core import messaging
 from registry_core.persistence import db
 from registry_core.persistence.db import Q
-from registry_core.persistence.projection import LoggedEvent, claim_epoch, get_tracking, project
+from registry_core.persistence.projection import (
+    UNSTORABLE,
+    LoggedEvent,
+    claim_epoch,
+    describe_refusal,
+    get_tracking,
+    project,
+)
 from registry_core.settings import Settings
 from workers.replay import sources
 from workers.replay.bulk import bulk_load, bulk_supported
@@ -166,6 +173,29 @@ async def project_batches(
             progress.advance(task, len(batch))
 
 
+def _refusal(exc: BaseException) -> BaseException | None:
+    """The tables' refusal of an event (`projection.UNSTORABLE`) that stopped the bulk load, if
+    that is all that stopped it: its copies run in a task group, which raises their errors as
+    one group. None for anything else (a lost connection, a duplicate: no retry hides those)."""
+    if isinstance(exc, UNSTORABLE):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        group, rest = exc.split(UNSTORABLE)
+        if group is not None and rest is None:
+            first: BaseException = group
+            while isinstance(first, BaseExceptionGroup):
+                first = first.exceptions[0]
+            return first
+    return None
+
+
+async def _close(batches: AsyncIterator[sources.Batch]) -> None:
+    """Stop a source the load left part-read (its reader task and consumer)."""
+    aclose = getattr(batches, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
 async def _live_tracking(live: asyncpg.Connection) -> list[asyncpg.Record]:
     if "tracking" not in await tables_in(live, LIVE_SCHEMA):
         return []
@@ -222,22 +252,50 @@ async def replay(
         stats.marks.append(("start", t0))
         with progress_bar(console) as bar:
             task = bar.add_task(f"replay from {source}", total=target + 1)
-            batches = (
-                sources.kafka_batches(settings, 0, target, batch_size)
-                if source == "kafka"
-                else sources.archive_batches(live, 0, target, batch_size, text=use_bulk)
-            )
+
+            def events(as_text: bool) -> AsyncIterator[sources.Batch]:
+                if source == "kafka":
+                    return sources.kafka_batches(settings, 0, target, batch_size)
+                return sources.archive_batches(live, 0, target, batch_size, text=as_text)
+
+            refused: BaseException | None = None
             if use_bulk:
-                state = await bulk_load(
-                    settings.dsn, schema, batches, tracking_name=name,
-                    max_epoch=tracking.max_epoch, stats=stats,
-                    progress=lambda n: bar.advance(task, n), connect=connect_in,
+                batches = events(True)
+                try:
+                    state = await bulk_load(
+                        settings.dsn, schema, batches, tracking_name=name,
+                        max_epoch=tracking.max_epoch, stats=stats,
+                        progress=lambda n: bar.advance(task, n), connect=connect_in,
+                    )  # fmt: skip
+                    stats.deferred = len(state.deferred)
+                except Exception as exc:
+                    refused = _refusal(exc)
+                    if refused is None:
+                        raise
+                finally:
+                    await _close(batches)
+            if refused is not None:
+                # The COPY path has no per-event isolation: an event the tables refuse fails the
+                # whole load. Start again on a fresh schema with the live projection, batch by
+                # batch, which sets such events aside exactly as the live worker did.
+                log.warning(
+                    "the bulk load met an event the read tables refuse: rebuilding batch by"
+                    " batch, which sets it aside", error=describe_refusal(refused),
                 )  # fmt: skip
-                stats.deferred = len(state.deferred)
-            else:
+                await rebuild.close()
+                rebuild = None
+                await drop_schema(live, schema)
+                await create_rebuild_schema(settings.dsn, live, schema)
+                rebuild = await connect_in(settings.dsn, schema)
+                await claim_epoch(rebuild, name)
+                stats = ReplayStats(marks=stats.marks)
+                bar.reset(task)
+                use_bulk = False
+            if not use_bulk:
                 await project_batches(
-                    rebuild, batches, tracking_name=name, stats=stats, progress=bar, task=task
-                )
+                    rebuild, events(False), tracking_name=name, stats=stats, progress=bar,
+                    task=task,
+                )  # fmt: skip
         stats.seconds = time.perf_counter() - t0
         stats.marks.append(("end", t0 + stats.seconds))
         log.info(
