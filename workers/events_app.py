@@ -30,8 +30,9 @@ from registry_core.domain.events import (
     EventBase,
     SequencerStarted,
 )
+from registry_core.settings import Settings
 
-EVENTS_TOPIC = "opsml.events"
+EVENTS_TOPIC = str(Settings.model_fields["events_topic"].default)  # (the default; see /config)
 DOC = Path(__file__).resolve().parent.parent / "docs" / "asyncapi.json"
 
 EVENT_DOCS: dict[type[EventBase], str] = {
