@@ -377,6 +377,8 @@ def _always_storable(tp: Any, metadata: Sequence[Any] = ()) -> bool:
 
 
 def _datetime(value: datetime) -> datetime:
+    if value.tzinfo is UTC:
+        return value  # (the sequencer's clock and most clients: nothing to shift)
     if value.tzinfo is None or value.utcoffset() is None:
         return value.replace(tzinfo=UTC)
     as_utc(value)
