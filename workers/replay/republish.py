@@ -33,7 +33,7 @@ from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
 from registry_core.persistence.projection import get_tracking
 from registry_core.settings import Settings
 from workers.replay import sources
-from workers.replay.rebuild import progress_bar
+from workers.replay.progress import progress_bar
 from workers.replay.schemas import ReplayError
 
 log = structlog.get_logger("opsml.replay")
