@@ -44,7 +44,7 @@ from registry_core.domain.commands import Command, DeleteCard, RegisterCard, Upd
 from registry_core.domain.decider import Context, NameState, handle, reject
 from registry_core.domain.errors import InvalidCommand, clip
 from registry_core.domain.events import CardRegistered, CardUpdated, CommandRejected, Event
-from registry_core.persistence.projection import _json_rows, card_row
+from registry_core.persistence.rows import card_row, json_rows
 from tests.support.wire import (
     INT64_MAX,
     command,
@@ -192,7 +192,7 @@ def test_nesting_at_the_limit_fits_every_encoder_on_the_way_to_the_store() -> No
     (event,) = handle(cmd, NameState(), {}, CTX)
     assert isinstance(event, CardRegistered)
     encode(event)
-    _json_rows([card_row(event, 7)])
+    json_rows([card_row(event, 7)])
     event.card.model_dump_json()
 
 

@@ -32,7 +32,7 @@ from registry_core.domain.decider import Context, NameState, handle
 from registry_core.domain.errors import RegistryError
 from registry_core.domain.events import CardDeleted, CardRegistered, CardUpdated, CommandRejected
 from registry_core.domain.versioning import MAX_PART, VersionType, next_version, parse_constraint
-from registry_core.persistence.projection import _json_rows, card_row, metric_rows
+from registry_core.persistence.rows import card_row, json_rows, metric_rows
 from tests.support.wire import (
     command,
     hostile_commands,
@@ -638,7 +638,7 @@ def test_whatever_is_accepted_fits_the_store_and_the_rest_is_refused(body: dict[
     assert why is None, f"accepted although {why}: {str(body)[:400]}"
     card = event.card  # type: ignore[union-attr]
     if isinstance(event, CardRegistered):
-        _json_rows([card_row(event, 1)])
+        json_rows([card_row(event, 1)])
     for row in metric_rows(card):
         step, value, logged_at = row[3], row[4], row[5]
         assert step is None or (isinstance(step, int) and 0 <= step <= 2**31 - 1)
