@@ -167,9 +167,7 @@ def printable(text: str) -> str:
             return text
         except UnicodeEncodeError:
             pass
-    return (
-        text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
-    )
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\u0000")
 
 
 def clip(text: object, limit: int = 120) -> str:
