@@ -98,6 +98,12 @@ class UnknownReference(RegistryError, LookupError):
     code = "unknown_reference"
 
 
+class Unstorable(InvalidCommand):
+    """The registry cannot store a value of this command; change the value and send it again."""
+
+    code = "unstorable"
+
+
 class CardIsDeleted(RegistryError):
     """The card was deleted; its version stays taken, but it can no longer be changed."""
 
@@ -134,6 +140,7 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         RegistryError,
         InvalidName,
         InvalidCommand,
+        Unstorable,
         UnsupportedSchemaVersion,
         VersionConflict,
         InvalidVersion,

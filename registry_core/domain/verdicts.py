@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from registry_core.domain.errors import InvalidCommand, RegistryError
+from registry_core.domain.errors import RegistryError
+from registry_core.domain.errors import Unstorable as Unstorable  # its old home
 from registry_core.domain.events import Event
 
 # A rejection answering a decision of the same command and epoch that was refused after it was
@@ -53,9 +54,3 @@ class Unstored:
     command_id: UUID
     problem: str
     about: Event | None = None
-
-
-class Unstorable(InvalidCommand):
-    """The registry cannot store a value of this command; change the value and send it again."""
-
-    code = "unstorable"

@@ -332,7 +332,9 @@ def _cmd(name: str, poison: str | None = None) -> dict[str, Any]:
 
 
 async def _replay_identical(s: Settings) -> None:
-    # (the batch-by-batch projection: the bulk COPY path has no isolation yet, see the report)
+    # Batch by batch: some poisons here come from a patched `card_row`, a seam the bulk COPY path
+    # (its own row builder) does not pass through; tests/integration/test_replay_poison.py shows
+    # the bulk path isolating real poison events.
     result = await replay(s, verify_only=True, bulk=False)
     assert result.identical, [d.describe() for d in result.diffs if not d.equal]
 

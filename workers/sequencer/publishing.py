@@ -17,8 +17,7 @@ import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from registry_core.contracts.codec import encode
-from registry_core.domain.cards import card_key
-from registry_core.domain.events import CardRegistered, CommandRejected, Event
+from registry_core.domain.events import CommandRejected, Event
 from registry_core.messaging import EpochFence, EventDecoder
 from registry_core.persistence.projection import LoggedEvent
 
@@ -28,13 +27,9 @@ GAP_READ_SECONDS = 10
 
 
 def event_key(event: Event) -> bytes | None:
-    """The record key: the card's registry/space/name where the event has one."""
-    if isinstance(event, CardRegistered):
-        return event.card.key.encode()
-    reg, space, name = (getattr(event, k, None) for k in ("registry", "space", "name"))
-    if reg and space and name:
-        return card_key(reg, space, name).encode()
-    return None
+    """The record key, as bytes: the event's own `partition_key` (a republish keys alike)."""
+    key = event.partition_key
+    return key.encode() if key is not None else None
 
 
 class Publisher:
