@@ -187,12 +187,14 @@ async def _high_water(consumer: AIOKafkaConsumer, tp: TopicPartition) -> int:
         raise RegistryUnavailable(str(exc)) from None
 
 
-async def _epoch_before(consumer: AIOKafkaConsumer, tp: TopicPartition, position: int) -> int:
+async def _epoch_before(
+    consumer: AIOKafkaConsumer, tp: TopicPartition, position: int, pace: messaging.FetchPace
+) -> int:
     """The highest epoch in the window before `position` (see EPOCH_LOOKBACK)."""
     if position <= 0:
         return 0
     reader = messaging.EventLogReader(
-        consumer, tp, max(0, position - EPOCH_LOOKBACK), end=position - 1
+        consumer, tp, max(0, position - EPOCH_LOOKBACK), end=position - 1, pace=pace
     )
     while not reader.done:
         await reader.read(timeout_ms=500, max_records=2000)
@@ -250,11 +252,18 @@ async def subscribe(
                 start = from_
             else:
                 raise ValueError(f"from_ must be 'latest', 'beginning' or an offset, not {from_!r}")
-        max_epoch = await _epoch_before(consumer, tp, start)
+        # one pace for both readers: the wait rises above fetch_max_wait_ms only while the
+        # broker needs longer to read its log (Tansu; see FetchPace)
+        pace = messaging.FetchPace.following(consumer)
+        max_epoch = await _epoch_before(consumer, tp, start, pace)
         done = committed = start
         log.info("subscribed", topic=tp.topic, offset=start, group_id=group_id, epoch=max_epoch)
         reader = messaging.EventLogReader(
-            consumer, tp, start, decoder=messaging.EventDecoder(messaging.EpochFence(max_epoch))
+            consumer,
+            tp,
+            start,
+            decoder=messaging.EventDecoder(messaging.EpochFence(max_epoch)),
+            pace=pace,
         )
         if on_ready is not None:
             on_ready(start)

@@ -18,7 +18,7 @@ import structlog
 
 from registry_core.contracts.codec import decode_event
 from registry_core.domain.events import Event
-from registry_core.messaging.reader import ContiguousReader
+from registry_core.messaging.reader import ContiguousReader, FetchPace
 
 log = structlog.get_logger(__name__)
 
@@ -116,8 +116,9 @@ class EventLogReader:
         decoder: EventDecoder | None = None,
         end: int | None = None,
         gap_timeout: float = 5.0,
+        pace: FetchPace | None = None,
     ) -> None:
-        self.records = ContiguousReader(consumer, tp, position, gap_timeout=gap_timeout)
+        self.records = ContiguousReader(consumer, tp, position, gap_timeout=gap_timeout, pace=pace)
         self.decoder = decoder if decoder is not None else EventDecoder()
         self.end = end  # the last offset wanted (inclusive); None: no end
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from uuid import uuid4
 
 from aiokafka import TopicPartition
@@ -177,3 +178,51 @@ async def test_the_event_reader_without_an_end_reads_on_and_keeps_the_epoch() ->
     for _ in range(4):  # the last read finds nothing new
         applied += [d.applied for d in await reader.read(10, 100)]
     assert applied == [True, False, True] and not reader.done and reader.position == 3
+
+
+class TansuLikeConsumer(ScriptedConsumer):
+    """A scripted consumer with a high-water mark and a fetcher whose wait the pace sets."""
+
+    def __init__(self, fetches: list[list[int]], high: int) -> None:
+        super().__init__(fetches)
+        self.high = high
+        self._fetch_max_wait_ms = 20
+        self._fetcher = SimpleNamespace(_fetch_max_wait_ms=20)
+
+    def highwater(self, tp: object) -> int:
+        return self.high
+
+
+async def test_behind_is_an_empty_fetch_below_the_high_water_mark() -> None:
+    consumer = TansuLikeConsumer([[], [0], [], [2]], high=1)
+    reader = ContiguousReader(consumer, TP, 0, retry_delay=0)
+    await reader.read(10, 100)
+    assert reader.fetched == 0 and reader.behind()  # offset 0 exists, nothing came
+    await reader.read(10, 100)
+    assert reader.fetched == 1 and not reader.behind()
+    await reader.read(10, 100)
+    assert not reader.behind()  # at the end of the log: empty is normal
+    consumer.high = 3
+    await reader.read(10, 100)  # a gap (2 before 1): records came, not "behind"
+    assert reader.fetched == 1 and not reader.behind()
+
+
+async def test_reads_that_come_back_empty_below_the_end_lengthen_the_fetch_wait() -> None:
+    """What keeps a reader going on Tansu as its log grows: empty answers while records exist
+    raise the consumer's wait until the broker's fetches deliver; at the end of the log (what
+    Apache Kafka's empty answers always are) the wait stays the consumer's own."""
+    at_end = TansuLikeConsumer([[]] * 5, high=0)
+    reader = ContiguousReader(at_end, TP, 0, retry_delay=0)
+    for _ in range(5):
+        await reader.read(1000, 100)
+    assert at_end._fetcher._fetch_max_wait_ms == 20
+
+    behind = TansuLikeConsumer([[]] * 5 + [[0, 1]], high=2)
+    reader = ContiguousReader(behind, TP, 0, retry_delay=0)
+    waits = []
+    for _ in range(5):
+        await reader.read(1000, 100)
+        waits.append(behind._fetcher._fetch_max_wait_ms)
+    assert waits == [25, 31, 39, 49, 61]
+    assert [r.offset for r in await reader.read(1000, 100)] == [0, 1]
+    assert 60 <= behind._fetcher._fetch_max_wait_ms <= 61  # then decays slowly

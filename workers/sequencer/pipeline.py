@@ -85,7 +85,12 @@ class BatchPipeline:
         await consumer.start()
         try:
             consumer.assign([commands])
-            reader = ContiguousReader(consumer, commands, tracking.command_offset + 1)
+            # the wait follows the load (and, on Tansu, the broker's cost of reading its log)
+            pace = FetchPace(
+                consumer, idle_ms=self.s.kafka_fetch_max_wait_ms,
+                busy_ms=self.s.kafka_fetch_max_wait_busy_ms, window_s=self.s.worker_busy_window_s,
+            )  # fmt: skip
+            reader = ContiguousReader(consumer, commands, tracking.command_offset + 1, pace=pace)
             ready.set()
             if not _FROZEN[0]:
                 # long-lived start-up objects out of the collector's sight (see workers/api/app.py)
@@ -93,10 +98,6 @@ class BatchPipeline:
                 gc.collect()
                 gc.freeze()
             log.info("consuming commands", from_offset=reader.position)
-            pace = FetchPace(
-                consumer, idle_ms=self.s.kafka_fetch_max_wait_ms,
-                busy_ms=self.s.kafka_fetch_max_wait_busy_ms, window_s=self.s.worker_busy_window_s,
-            )  # fmt: skip
             while not stop.is_set():
                 try:
                     records = await reader.read(timeout_ms=500, max_records=self.s.worker_batch_max)
@@ -108,7 +109,6 @@ class BatchPipeline:
                         " (docs/events.md)",
                         address=self.s.kafka_bootstrap_servers,
                     ) from exc
-                pace.saw(len(records))
                 if records:
                     await self.process(records)
                 elif self._pending is not None:
