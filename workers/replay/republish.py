@@ -80,7 +80,12 @@ async def _hold_lock(conn: asyncpg.Connection, wait_s: float = 10.0) -> None:
         await asyncio.sleep(0.2)
 
 
-async def republish(settings: Settings, *, console: Console | None = None) -> RepublishResult:
+async def republish(
+    settings: Settings, *, console: Console | None = None, batch_bytes: int = 16_384
+) -> RepublishResult:
+    """`batch_bytes`: the producer's record batch size. The default suits any broker; `opsml
+    dev` restores its in-memory Tansu log with 1 MiB batches, because Tansu 0.6 keeps one stored
+    batch per produced batch and lists them all on every fetch (10k events: ~12 batches)."""
     conn = await db.connect(settings.dsn)
     try:
         await _hold_lock(conn)
@@ -103,6 +108,7 @@ async def republish(settings: Settings, *, console: Console | None = None) -> Re
             acks="all",
             enable_idempotence=False,
             linger_ms=5,
+            max_batch_size=batch_bytes,
             max_request_size=max(settings.max_command_bytes * 2, 1_048_576),
             **settings.kafka_client_kwargs(),
         )
