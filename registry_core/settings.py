@@ -85,6 +85,13 @@ class Settings(BaseSettings):
     api_port: int = 8000
     command_wait_max_seconds: float = 60.0
 
+    # Where `opsml dev` keeps its event log. "memory": Tansu holds it in memory and every start
+    # writes the Postgres archive (`event_log`) back into it in large batches, so its fetches stay
+    # cheap (Tansu 0.6 lists every stored batch on each fetch; its S3 engine keeps one per
+    # registration: ~140 ms per fetch at 10k); subscriber groups' positions are kept in the data
+    # directory. "s3": Tansu keeps its own log in the stack's SeaweedFS (the earlier layout).
+    dev_log: Literal["memory", "s3"] = "memory"
+
     log_format: Literal["json", "console"] = "console"
     log_level: str = "info"
 

@@ -1,15 +1,26 @@
 """`opsml dev`: the all-in-one local stack.
 
-Starts SeaweedFS (S3), Tansu (Kafka protocol) storing its log in that S3 (so the event log
-survives a restart), uses the local Postgres or an embedded one, runs the migrations, then the
-sequencer worker and the read API as supervised children, and writes the settings it gives them
-to `<data-dir>/server.env` for operator commands.
+Starts SeaweedFS (S3, for artifacts), Tansu (Kafka protocol), uses the local Postgres or an
+embedded one, runs the migrations, then the sequencer worker and the read API as supervised
+children, and writes the settings it gives them to `<data-dir>/server.env` for operator commands.
 
-A data directory and its database belong together (the registry's events are in the one, its
-tables in the other): each directory gets its own database (`default_database_url`), records its
-identity in it, and refuses a database that holds another directory's registry. A worker or API
-that keeps exiting before it is ready stops the stack with its reason instead of restarting
-forever. Ctrl-C / SIGTERM stops every child within 3 s.
+Tansu keeps the event log in memory, and every start writes the Postgres archive (`event_log`)
+back into the events topic at the same offsets, in large batches (`opsml replay --republish`).
+Tansu 0.6 stores one batch per produce and lists them all on every fetch, so a log kept in its
+S3 engine got slower with every registration (~140 ms per fetch at 10k); restored, 10k events
+are ~12 batches. Nothing acknowledged is lost: a registration's events are archived in the
+transaction that records the outcome its client waits for. Commands not yet decided when the
+stack stopped were never answered (their clients saw a timeout). Subscriber groups' positions in
+the events topic are saved to `<data-dir>/group-offsets.json` every few seconds and at stop, and
+committed again at start. OPSML_DEV_LOG=s3 keeps the earlier layout (Tansu's log in SeaweedFS).
+
+A data directory and its database belong together: each directory gets its own database
+(`default_database_url`), records its identity in it, and refuses a database that holds another
+directory's registry. So a COPY of a data directory starts a clean registry in a database of its
+own (the registry lives in the database, not in the directory; with OPSML_DEV_LOG=s3 the copy is
+rebuilt from the copied log instead): a new directory never inherits another one's history by
+accident. A worker or API that keeps exiting before it is ready stops the stack with its reason
+instead of restarting forever. Ctrl-C / SIGTERM stops every child within 3 s.
 """
 
 from __future__ import annotations
@@ -34,10 +45,12 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 import httpx
 import structlog
+from pydantic import SecretStr
 
-from registry_core.messaging import ensure_topics
+from registry_core.messaging import GroupPositions, commit_positions, ensure_topics
 from registry_core.persistence import db
 from registry_core.persistence.projection import Tracking, get_tracking
+from registry_core.settings import Settings
 from workers import procs
 
 log = structlog.get_logger("opsml.dev")
@@ -51,6 +64,12 @@ IDENTITY_FILE = "identity"
 IDENTITY_COMMENT = "opsml dev data directory "
 SERVER_ENV = "server.env"
 CREDENTIALS_FILE = "s3-credentials.json"
+GROUP_OFFSETS_FILE = "group-offsets.json"
+# How often the supervisor saves subscriber groups' positions (a crash of the whole stack
+# re-delivers up to this much to a group, at least once; reading them costs ~1 ms of CPU).
+GROUPS_SAVE_SECONDS = 5.0
+# The restored log's record batches: 10k events in ~12 batches (Tansu lists them on every fetch).
+RESTORE_BATCH_BYTES = 1_048_576
 SUPERVISED = ("worker", "api")
 # A worker or API that exits this many times in a row before it is ready stops the stack, with
 # the end of its log: it would only fail again (it restarted every 2 s while "running").
@@ -348,6 +367,11 @@ class DevStack:
     early_exits: dict[str, int] = field(default_factory=dict)
     log_start: dict[str, int] = field(default_factory=dict)
     epoch_floor: int = 0  # the claimed epoch before the worker started; ready once past it
+    log_engine: str = ""  # "memory" or "s3" (OPSML_DEV_LOG), set at start
+    # The events topic's subscriber groups (memory log only): read every GROUPS_SAVE_SECONDS,
+    # the last positions written to GROUP_OFFSETS_FILE.
+    groups: GroupPositions | None = None
+    groups_saved: dict[str, int] = field(default_factory=dict)
 
     @property
     def tracking_uri(self) -> str:
@@ -416,9 +440,11 @@ class DevStack:
         )  # fmt: skip
         self.children["seaweedfs"] = self.s3.proc
         (kafka_port,) = procs.free_ports(1)
+        self.log_engine = settings.dev_log
+        in_memory = self.log_engine == "memory"
         self.children["tansu"] = start_tansu(
-            kafka_port, storage=f"s3://{TANSU_BUCKET}/", env=self.s3.env(),
-            log_path=logs / "tansu.out",
+            kafka_port, storage="memory://tansu/" if in_memory else f"s3://{TANSU_BUCKET}/",
+            env=self.s3.env(), log_path=logs / "tansu.out",
         )  # fmt: skip
         bootstrap = f"127.0.0.1:{kafka_port}"
         # Server settings set in opsml dev's own environment reach the children too (spawn
@@ -446,7 +472,86 @@ class DevStack:
         }
         self.server_env = write_server_env(self.data_dir, self.env)
         await ensure_topics(bootstrap, [settings.commands_topic, settings.events_topic])
+        if in_memory:
+            await self._restore_log(
+                settings.model_copy(
+                    update={
+                        "database_url": SecretStr(self.dsn),
+                        "kafka_bootstrap_servers": bootstrap,
+                    }
+                )
+            )
         await self._start_child("worker")
+
+    async def _restore_log(self, settings: Settings) -> None:
+        """The broker starts empty: write the Postgres archive back into the events topic at its
+        old offsets (large batches: cheap fetches), which also resets the tracked command offset
+        (the new commands topic starts at 0), and put every subscriber group back at its saved
+        position. Every acknowledged registration is in the archive: its events are written in
+        the transaction that records the outcome its client waits for."""
+        from workers.replay.republish import republish
+        from workers.replay.schemas import ReplayError
+
+        try:
+            result = await republish(settings, batch_bytes=RESTORE_BATCH_BYTES)
+        except ReplayError as exc:
+            raise DevStackError(f"cannot restore the event log from the archive: {exc}") from None
+        log.info(
+            "restored the event log from the archive", events=result.events, gaps=result.gaps,
+            seconds=round(result.seconds, 2),
+        )  # fmt: skip
+        saved = self._saved_positions()
+        if saved:
+            # a position past the archive (events read but never archived before a crash of
+            # the whole stack: never acknowledged) resumes at its end, where new events go
+            end = result.events + result.gaps
+            saved = {group: min(offset, end) for group, offset in saved.items()}
+            await commit_positions(settings.kafka_bootstrap_servers, settings.events_topic, saved)
+        self.groups_saved = saved
+        self.groups = GroupPositions(settings.kafka_bootstrap_servers, settings.events_topic)
+
+    def _saved_positions(self) -> dict[str, int]:
+        path = self.data_dir / GROUP_OFFSETS_FILE
+        if not path.exists():
+            return {}
+        try:
+            saved = json.loads(path.read_text())
+            return {str(group): int(offset) for group, offset in saved.items()}
+        except (ValueError, TypeError, AttributeError) as exc:
+            raise DevStackError(
+                f"{path} is not a file of subscriber positions written by opsml dev ({exc}):"
+                " restore it, or delete it (subscriber groups then start where their"
+                " `from_` says)"
+            ) from None
+
+    async def save_group_positions(self, timeout: float = 2.0) -> None:
+        """Write the subscriber groups' committed positions to GROUP_OFFSETS_FILE when they
+        changed (the in-memory broker forgets them). A broker that does not answer in time
+        keeps the last snapshot."""
+        if self.groups is None:
+            return
+        try:
+            positions = await asyncio.wait_for(self.groups.read(), timeout)
+        except Exception as exc:
+            log.debug("subscriber positions not saved", error=str(exc))
+            return
+        merged = {**self.groups_saved, **positions}
+        if merged != self.groups_saved:
+            path = self.data_dir / GROUP_OFFSETS_FILE
+            tmp = path.with_name(GROUP_OFFSETS_FILE + ".tmp")
+            tmp.write_text(json.dumps(merged, indent=1, sort_keys=True) + "\n")
+            os.replace(tmp, path)
+            self.groups_saved = merged
+
+    async def close_groups(self) -> None:
+        """The last positions, before the broker stops, and the client that reads them."""
+        if self.groups is not None:
+            await self.save_group_positions(timeout=1.0)
+            try:
+                await asyncio.wait_for(self.groups.close(), 1.0)
+            except Exception as exc:
+                log.debug("subscriber positions client not closed", error=str(exc))
+            self.groups = None
 
     def _log_path(self, role: str) -> Path:
         return self.data_dir / "logs" / f"{role}.log"
@@ -568,8 +673,12 @@ class DevStack:
         """Restart the worker or API if they die; give up if one keeps dying before it is
         ready, or if a backing service dies."""
         async with httpx.AsyncClient(base_url=self.tracking_uri, timeout=2) as http:
+            next_save = time.monotonic() + GROUPS_SAVE_SECONDS
             while not stop.is_set():
                 await self._check(http)
+                if time.monotonic() >= next_save:
+                    await self.save_group_positions()
+                    next_save = time.monotonic() + GROUPS_SAVE_SECONDS
                 try:
                     await asyncio.wait_for(stop.wait(), 0.5)
                 except TimeoutError:
@@ -659,5 +768,6 @@ async def run_dev(
         await stack.supervise(stop)
         return 0
     finally:
+        await stack.close_groups()
         stack.stop()
         print("opsml dev stopped", flush=True)

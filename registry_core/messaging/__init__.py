@@ -1,7 +1,7 @@
 """Messaging: the Kafka plumbing every registry process shares (aiokafka) - topic creation,
-partition readers and the high-water probe, the gap-free reader, and the event log's
-decode-skip-fence rule. One home for each, so the worker, the replay, the API, the dev stack and
-the subscriber cannot drift apart."""
+partition readers and the high-water probe, the gap-free reader at an adaptive pace, the event
+log's decode-skip-fence rule, and consumer groups' positions. One home for each, so the worker,
+the replay, the API, the dev stack and the subscriber cannot drift apart."""
 
 from registry_core.messaging.consumers import (
     check_reachable,
@@ -19,6 +19,7 @@ from registry_core.messaging.events import (
     EventDecoder,
     EventLogReader,
 )
+from registry_core.messaging.groups import GroupPositions, commit_positions
 from registry_core.messaging.reader import ContiguousReader, FetchPace
 from registry_core.messaging.topics import TopicLayoutError, ensure_topics
 
@@ -30,8 +31,10 @@ __all__ = [
     "EventDecoder",
     "EventLogReader",
     "FetchPace",
+    "GroupPositions",
     "TopicLayoutError",
     "check_reachable",
+    "commit_positions",
     "consumer_for",
     "ensure_topics",
     "high_water",
