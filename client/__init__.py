@@ -5,8 +5,19 @@ reg = CardRegistry("run")          # OPSML_TRACKING_URI=http://127.0.0.1:8000
 card = reg.register_card(RunCard(space="demo", name="churn"))
 """
 
+from client.cards import (
+    AuditCard,
+    Card,
+    DataCard,
+    ExperimentCard,
+    ModelCard,
+    PipelineCard,
+    ProjectCard,
+    PromptCard,
+    RunCard,
+)
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
-from client.registry import AsyncCardRegistry, CardRegistry
+from client.registry import AsyncCardRegistry
 from client.subscribe import (
     EventFilter,
     EventRouter,
@@ -15,20 +26,9 @@ from client.subscribe import (
     run_handlers,
     subscribe,
 )
-from registry_core.domain.cards import (
-    AuditCard,
-    AuditComment,
-    AuditQuestion,
-    Card,
-    DataCard,
-    ExperimentCard,
-    Metric,
-    ModelCard,
-    PipelineCard,
-    ProjectCard,
-    PromptCard,
-    RunCard,
-)
+from client.sync import CardRegistry
+from client.transport import CardQuery, Transport
+from registry_core.domain.cards import AuditComment, AuditQuestion, Metric
 from registry_core.domain.errors import (
     CardIsDeleted,
     CardNotFound,
@@ -53,6 +53,7 @@ __all__ = [
     "Card",
     "CardIsDeleted",
     "CardNotFound",
+    "CardQuery",
     "CardRegistry",
     "DataCard",
     "EventFilter",
@@ -74,6 +75,7 @@ __all__ = [
     "RegistryError",
     "RegistryUnavailable",
     "RunCard",
+    "Transport",
     "UnknownReference",
     "VersionConflict",
     "WrongRegistry",

@@ -27,6 +27,7 @@ from rich.progress import (
 )
 
 from client import interfaces, retry
+from client.cards import pending_files
 from registry_core.domain.artifacts import ArtifactRef, validate_artifact_path
 from registry_core.domain.cards import Card, DataCard, ModelCard
 from registry_core.domain.errors import ArtifactIntegrityError
@@ -51,7 +52,8 @@ def prepared(card: Card) -> Iterator[tuple[list[tuple[ArtifactRef, Path]], dict[
     has_objects = (isinstance(card, DataCard) and card.data is not None) or (
         isinstance(card, ModelCard) and (card.model is not None or card.sample_data is not None)
     )
-    if not has_objects and not card._pending:
+    attached = pending_files(card)
+    if not has_objects and not attached:
         yield [], {}  # metadata only: no temporary directory, no hashing
         return
     tmp = Path(tempfile.mkdtemp(prefix="opsml-upload-"))
@@ -70,7 +72,7 @@ def prepared(card: Card) -> Iterator[tuple[list[tuple[ArtifactRef, Path]], dict[
             name, learnt = interfaces.save_table(card.sample_data, tmp, "sample_data")
             files[name] = tmp / name
             attrs["sample_data_type"] = learnt["data_type"]
-        for name, local in card._pending.items():
+        for name, local in attached.items():
             files[validate_artifact_path(name)] = Path(local)
         manifest = [
             (ArtifactRef(path=name, sha256=sha256_of(p), size=p.stat().st_size), p)

@@ -3,6 +3,8 @@
 A `Card` is the user-facing object (space, name, tags, metadata, plus type-specific fields); a
 `CardRecord` is the immutable fact the sequencer produced for it (uid, version, timestamps). The
 type-specific fields travel as `attributes`, so adding a card type changes no wire schema.
+Cards here are data only: attaching files, saving figures, loading and downloading are the
+client's (`client/cards.py` subclasses these classes under the same names).
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from enum import StrEnum
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.bounds import Record, Storable, StoredDatetime
+from registry_core.domain.errors import clip
 from registry_core.domain.names import validate_name
 
 MAX_TAGS = 64
@@ -55,9 +58,17 @@ def _check_tags(tags: dict[str, str]) -> dict[str, str]:
     if len(tags) > MAX_TAGS:
         raise ValueError(f"at most {MAX_TAGS} tags are allowed, got {len(tags)}")
     for key, value in tags.items():
-        if not key or len(key) > MAX_TAG_LENGTH or len(value) > MAX_TAG_LENGTH:
+        if not key:
+            raise ValueError(f"a tag key is empty; tag keys are 1-{MAX_TAG_LENGTH} characters")
+        if len(key) > MAX_TAG_LENGTH:
             raise ValueError(
-                f"tag keys must be 1-{MAX_TAG_LENGTH} characters, values at most as long"
+                f"tag key {clip(key, 40)!r} is {len(key)} characters, over the limit of"
+                f" {MAX_TAG_LENGTH}"
+            )
+        if len(value) > MAX_TAG_LENGTH:
+            raise ValueError(
+                f"the value of tag {clip(key, 40)!r} is {len(value)} characters, over the limit"
+                f" of {MAX_TAG_LENGTH}"
             )
     return tags
 
@@ -86,49 +97,6 @@ class Card(Storable):
     created_at: StoredDatetime | None = None
     # the files stored with this card version (set by the registry on registration)
     artifacts: list[ArtifactRef] = Field(default_factory=list)
-
-    # files to upload with the card: artifact path -> local file (see add_artifact)
-    _pending: dict[str, str] = PrivateAttr(default_factory=dict)
-    # set when the card came from a registry: loads/downloads its artifacts
-    _loader: Any = PrivateAttr(default=None)
-
-    def add_artifact(self, local_path: str | Any, name: str | None = None) -> None:
-        """Attach a local file, or every file of a directory, to be stored with the card under
-        `name` (default: the file or directory name). Symlinks are refused."""
-        import os
-
-        from registry_core.domain.artifacts import validate_artifact_path
-        from registry_core.domain.errors import InvalidArtifact
-
-        path = os.fspath(local_path)
-        base = name or os.path.basename(os.path.normpath(path))
-        if os.path.islink(path):
-            raise InvalidArtifact(f"{path} is a symlink; attach the file it points to instead")
-        if os.path.isdir(path):
-            for root, dirs, files in os.walk(path, followlinks=False):
-                for entry in [*dirs, *files]:
-                    if os.path.islink(os.path.join(root, entry)):
-                        raise InvalidArtifact(f"{os.path.join(root, entry)} is a symlink")
-                for f in files:
-                    rel = os.path.relpath(os.path.join(root, f), path).replace(os.sep, "/")
-                    self._pending[validate_artifact_path(f"{base}/{rel}")] = os.path.join(root, f)
-        elif os.path.isfile(path):
-            self._pending[validate_artifact_path(base)] = path
-        else:
-            raise InvalidArtifact(f"{path} is not a file or directory")
-
-    def load(self, path: str | None = None) -> Any:
-        """Download this card's artifacts (verifying each sha256) and rebuild its objects
-        (data, model, ...). With an AsyncCardRegistry this returns an awaitable."""
-        if self._loader is None:
-            raise RuntimeError("this card did not come from a registry: load it with load_card")
-        return self._loader("load", self, path)
-
-    def download_artifacts(self, path: str) -> Any:
-        """Download every artifact of this card into directory `path`, verified by sha256."""
-        if self._loader is None:
-            raise RuntimeError("this card did not come from a registry: load it with load_card")
-        return self._loader("download", self, path)
 
     @field_validator("space", "name")
     @classmethod
@@ -199,18 +167,6 @@ class DataSplit(Storable):
     stop: int | None = None
 
 
-def _filter_rows(data: Any, column: str, value: Any) -> Any:
-    if hasattr(data, "filter") and hasattr(data, "columns") and not hasattr(data, "loc"):
-        import polars as pl
-
-        return data.filter(pl.col(column) == value)
-    if hasattr(data, "loc"):
-        return data[data[column] == value]
-    import pyarrow.compute as pc
-
-    return data.filter(pc.equal(data[column], value))
-
-
 class DataCard(Card):
     """Metadata about a dataset (the data itself is an artifact)."""
 
@@ -223,18 +179,6 @@ class DataCard(Card):
     row_count: int | None = None
     feature_map: dict[str, str] = Field(default_factory=dict)
     data_splits: list[DataSplit] = Field(default_factory=list)
-
-    def split_data(self) -> dict[str, Any]:
-        """The loaded data cut into its named splits (by column value, or by row range)."""
-        if self.data is None:
-            raise RuntimeError("no data: set `data`, or `load()` the card first")
-        out = {}
-        for split in self.data_splits:
-            if split.column is not None:
-                out[split.label] = _filter_rows(self.data, split.column, split.value)
-            else:
-                out[split.label] = self.data[split.start : split.stop]
-        return out
 
 
 class ModelCard(Card):
@@ -294,20 +238,6 @@ class RunCard(Card):
 
     def log_parameter(self, name: str, value: ParamValue) -> None:
         self.parameters = {**self.parameters, name: value}
-
-    def log_artifact(self, local_path: str | Any, name: str | None = None) -> None:
-        """Store a file or directory with the run (figures, reports, ...)."""
-        self.add_artifact(local_path, name)
-
-    def log_figure(self, figure: Any, name: str = "figure.png", **savefig_kwargs: Any) -> None:
-        """Save a matplotlib figure as a PNG artifact."""
-        import os
-        import tempfile
-
-        tmp = tempfile.mkdtemp(prefix="opsml-figure-")
-        path = os.path.join(tmp, os.path.basename(name))
-        figure.savefig(path, format="png", **savefig_kwargs)
-        self.add_artifact(path, name)
 
 
 class ExperimentCard(RunCard):
@@ -429,9 +359,11 @@ class CardRecord(Record):
     def key(self) -> str:
         return card_key(self.registry, self.space, self.name)
 
-    def to_card(self) -> Card:
-        """Rebuild the user-facing card object of the right class."""
-        cls = CARD_CLASSES.get(self.card_type, CARD_CLASS_FOR_REGISTRY[self.registry])
+    def to_card(self, cls: type[Card] | None = None) -> Card:
+        """Rebuild the user-facing card object: of the record's class, or of `cls` (the client
+        passes its subclass of that class)."""
+        if cls is None:
+            cls = CARD_CLASSES.get(self.card_type, CARD_CLASS_FOR_REGISTRY[self.registry])
         return cls(
             space=self.space,
             name=self.name,
