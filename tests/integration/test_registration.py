@@ -198,3 +198,36 @@ async def test_bulk_registration_fire_and_confirm(stack: Stack) -> None:
             assert versions == [f"1.{i}.0" for i in range(len(versions))], name
         listed = await reg.list_cards(space="bulk", name="n3", limit=1000)
         assert len(listed) == 100 and listed[0].version == "1.99.0"
+
+
+async def test_a_version_written_on_the_card_is_honoured(stack: Stack) -> None:
+    """OpsML users write the version on the card; it was silently ignored (the card got the
+    next minor). Now it follows register_card(version=...)'s rules."""
+    async with AsyncCardRegistry("run", tracking_uri=stack.url) as reg:
+        card = await reg.register_card(RunCard(space="demo", name="pinned", version="3.0.0"))
+        assert card.version == "3.0.0"
+        line = await reg.register_card(RunCard(space="demo", name="pinned", version="3"))
+        assert line.version == "3.1.0"  # a line to bump within, as version="3" would be
+        with pytest.raises(VersionConflict, match="already registered"):
+            await reg.register_card(RunCard(space="demo", name="pinned", version="3.0.0"))
+        same = await reg.register_card(
+            RunCard(space="demo", name="pinned", version="5.0.0"), version="5.0.0"
+        )
+        assert same.version == "5.0.0"
+        with pytest.raises(InvalidCommand, match=r"card says version '6\.0\.0'"):
+            await reg.register_card(
+                RunCard(space="demo", name="pinned", version="6.0.0"), version="7.0.0"
+            )
+        listed = [c.version for c in await reg.list_cards(space="demo", name="pinned")]
+    assert listed == ["5.0.0", "3.1.0", "3.0.0"]
+
+
+def test_sync_iter_cards_walks_every_page(stack: Stack) -> None:
+    with CardRegistry("run", tracking_uri=stack.url) as reg:
+        outcomes = reg.register_cards([RunCard(space="pages", name="p") for _ in range(7)])
+        assert [o.status for o in outcomes] == ["registered"] * 7
+        seen = reg.iter_cards(space="pages", name="p", limit=3)
+        first = next(seen)
+        assert isinstance(first, RunCard) and first.version == "1.6.0"
+        rest = [c.version for c in seen]
+    assert rest == [f"1.{i}.0" for i in reversed(range(6))]  # three pages, no gaps

@@ -199,6 +199,13 @@ async def test_update_and_delete_are_events_and_versions_are_never_reused(stack:
         assert [c.version for c in await reg.list_cards(space="u", name="r")] == ["1.0.0"]
         tomb = await reg.list_records(space="u", name="r", include_deleted=True)
         assert [(c.version, c.status) for c in tomb] == [("1.1.0", "deleted"), ("1.0.0", "active")]
+        # the cards say it too (they had no status, so a tombstone looked like a live card)
+        listed = await reg.list_cards(space="u", name="r", include_deleted=True)
+        assert [(c.version, c.status) for c in listed] == [
+            ("1.1.0", "deleted"), ("1.0.0", "active"),
+        ]  # fmt: skip
+        assert (await reg.load_card(uid=b.uid)).status == "deleted"
+        assert a.status == "active" and updated.status == "active"
         with pytest.raises(CardIsDeleted):
             await reg.update_card(b)
         c = await reg.register_card(RunCard(space="u", name="r"))
