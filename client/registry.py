@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from client import commands, transfer
+from client.cards import Card as ClientCard
 from client.cards import from_record, pending_files, registered
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
 from client.http import split_token as _split_token
@@ -37,6 +38,8 @@ from registry_core.domain.errors import (
 )
 from registry_core.domain.versioning import VersionType
 from registry_core.settings import ClientSettings
+
+CardT = TypeVar("CardT", bound=Card)
 
 
 class AsyncCardRegistry:
@@ -125,14 +128,14 @@ class AsyncCardRegistry:
 
     async def register_card(
         self,
-        card: Card,
+        card: CardT,
         version_type: str | VersionType = VersionType.MINOR,
         version: str | None = None,
         *,
         pre_tag: str = "rc",
         build_tag: str = "build",
         progress: bool | None = None,
-    ) -> Card:
+    ) -> CardT:
         """Register `card`; on return `card.version` and `card.uid` are set and the card is
         visible to every query. Its data/model objects and attached files are uploaded first
         (with a progress bar for large transfers on a terminal).
@@ -166,13 +169,13 @@ class AsyncCardRegistry:
         todo = [(ref, path) for ref, path in files if ref.sha256 not in known]
         await self.transport.stage_artifacts(command.command_id, todo, progress=progress)
 
-    async def update_card(self, card: Card) -> Card:
+    async def update_card(self, card: Card) -> ClientCard:
         """Store the card's current tags, description, metadata and type-specific fields
         (same version, same uid). Returns the card as the registry now has it."""
         command = commands.update(card, self.registry_type, self.card_class)
         return self._card((await self._execute(command)).card)
 
-    async def log_metrics(self, card: Card, metrics: list[Metric]) -> Card:
+    async def log_metrics(self, card: Card, metrics: list[Metric]) -> ClientCard:
         """Append metrics to a registered run (no new version)."""
         command = commands.add_metrics(card, self.registry_type, self.card_class, metrics)
         return self._card((await self._execute(command)).card)
@@ -184,7 +187,7 @@ class AsyncCardRegistry:
 
     async def register_cards(
         self,
-        cards: list[Card],
+        cards: Sequence[Card],
         version_type: str | VersionType = VersionType.MINOR,
     ) -> list[CommandOutcome]:
         """Register many cards fast: publish every command without waiting on each, then wait
@@ -222,7 +225,7 @@ class AsyncCardRegistry:
 
     # ---- queries ----------------------------------------------------------------------------
 
-    def _card(self, record: CardOut | None) -> Card:
+    def _card(self, record: CardOut | None) -> ClientCard:
         assert record is not None
         return from_record(record, self)
 
@@ -262,7 +265,7 @@ class AsyncCardRegistry:
         """The records (with `status`, `event_offset`) of one page; filters as in list_cards."""
         return (await self.list_page(**filters)).cards
 
-    async def list_cards(self, **filters: Any) -> list[Card]:
+    async def list_cards(self, **filters: Any) -> list[ClientCard]:
         """Cards of this registry matching every filter, newest version first; each card's
         `status` says "active" or, with include_deleted=True, "deleted".
 
@@ -271,7 +274,7 @@ class AsyncCardRegistry:
         ignore_release_candidates, include_deleted, cursor."""
         return [self._card(r) for r in await self.list_records(**filters)]
 
-    async def iter_cards(self, **filters: Any) -> AsyncIterator[Card]:
+    async def iter_cards(self, **filters: Any) -> AsyncIterator[ClientCard]:
         """Every matching card, page by page."""
         cursor = None
         while True:
@@ -290,7 +293,7 @@ class AsyncCardRegistry:
         name: str | None = None,
         version: str | None = None,
         include_prereleases: bool = False,
-    ) -> Card:
+    ) -> ClientCard:
         """One card: by uid, or the newest version of space/name matching `version` (a
         constraint as in list_cards). Pre-releases are not "newest" unless
         `include_prereleases`, or `version` names one exactly."""
@@ -324,7 +327,7 @@ class AsyncCardRegistry:
         return await self.transport.lineage(commands.uid_of(card))
 
     async def run_metrics(
-        self, runs: list[Card | UUID | str], names: list[str] | None = None
+        self, runs: Sequence[Card | UUID | str], names: list[str] | None = None
     ) -> RunMetrics:
         """Metrics by name and step, and parameters, of one or more runs side by side."""
         return await self.transport.run_metrics([commands.uid_of(r) for r in runs], names)
@@ -342,7 +345,7 @@ class AsyncCardRegistry:
             card.uid, list(card.artifacts), Path(path), progress=progress
         )
 
-    async def load_artifacts(self, card: Card, path: str | Path | None = None) -> Card:
+    async def load_artifacts(self, card: CardT, path: str | Path | None = None) -> CardT:
         """Download (verified) and rebuild the card's objects: `data` of a DataCard, `model` and
         `sample_data` of a ModelCard. Files stay in `path` (default: a new temp directory)."""
         target = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="opsml-card-"))

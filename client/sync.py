@@ -7,11 +7,12 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
+from client.cards import Card as ClientCard
 from client.cards import bind
 from client.registry import AsyncCardRegistry
 from client.transport import Transport
@@ -22,6 +23,7 @@ from registry_core.domain.versioning import VersionType
 from registry_core.settings import ClientSettings
 
 T = TypeVar("T")
+CardT = TypeVar("CardT", bound=Card)
 
 
 class _LoopThread:
@@ -104,21 +106,22 @@ class CardRegistry:
         if runner.loop.is_running():
             asyncio.run_coroutine_threadsafe(reg.close(), runner.loop)
 
-    def _bind(self, card: Card) -> Card:
-        return bind(card, self)
+    def _bind(self, card: CardT) -> CardT:
+        bind(card, self)
+        return card
 
     # ---- commands ---------------------------------------------------------------------------
 
     def register_card(
         self,
-        card: Card,
+        card: CardT,
         version_type: str | VersionType = VersionType.MINOR,
         version: str | None = None,
         *,
         pre_tag: str = "rc",
         build_tag: str = "build",
         progress: bool | None = None,
-    ) -> Card:
+    ) -> CardT:
         registered = self._runner.run(
             self._async.register_card(
                 card, version_type, version, pre_tag=pre_tag, build_tag=build_tag, progress=progress
@@ -127,20 +130,20 @@ class CardRegistry:
         return self._bind(registered)
 
     def register_cards(
-        self, cards: list[Card], version_type: str | VersionType = VersionType.MINOR
+        self, cards: Sequence[Card], version_type: str | VersionType = VersionType.MINOR
     ) -> list[CommandOutcome]:
         outcomes = self._runner.run(self._async.register_cards(cards, version_type))
         for card in cards:
             self._bind(card)
         return outcomes
 
-    def update_card(self, card: Card) -> Card:
+    def update_card(self, card: Card) -> ClientCard:
         return self._bind(self._runner.run(self._async.update_card(card)))
 
     def delete_card(self, card: Card) -> None:
         self._runner.run(self._async.delete_card(card))
 
-    def log_metrics(self, card: Card, metrics: list[Metric]) -> Card:
+    def log_metrics(self, card: Card, metrics: list[Metric]) -> ClientCard:
         return self._bind(self._runner.run(self._async.log_metrics(card, metrics)))
 
     # ---- queries ----------------------------------------------------------------------------
@@ -149,7 +152,7 @@ class CardRegistry:
         return self._runner.run(self._async.lineage(card))
 
     def run_metrics(
-        self, runs: list[Card | UUID | str], names: list[str] | None = None
+        self, runs: Sequence[Card | UUID | str], names: list[str] | None = None
     ) -> RunMetrics:
         return self._runner.run(self._async.run_metrics(runs, names))
 
@@ -159,10 +162,10 @@ class CardRegistry:
     def list_records(self, **filters: Any) -> list[CardOut]:
         return self._runner.run(self._async.list_records(**filters))
 
-    def list_cards(self, **filters: Any) -> list[Card]:
+    def list_cards(self, **filters: Any) -> list[ClientCard]:
         return [self._bind(c) for c in self._runner.run(self._async.list_cards(**filters))]
 
-    def iter_cards(self, **filters: Any) -> Iterator[Card]:
+    def iter_cards(self, **filters: Any) -> Iterator[ClientCard]:
         """Every matching card, page by page (a page is fetched when the previous one is
         used up)."""
         cursor = None
@@ -174,7 +177,7 @@ class CardRegistry:
                 return
             cursor = page.next_cursor
 
-    def load_card(self, **filters: Any) -> Card:
+    def load_card(self, **filters: Any) -> ClientCard:
         return self._bind(self._runner.run(self._async.load_card(**filters)))
 
     # ---- artifacts --------------------------------------------------------------------------
@@ -184,5 +187,5 @@ class CardRegistry:
     ) -> list[Path]:
         return self._runner.run(self._async.download_artifacts(card, path, progress=progress))
 
-    def load_artifacts(self, card: Card, path: str | Path | None = None) -> Card:
+    def load_artifacts(self, card: CardT, path: str | Path | None = None) -> CardT:
         return self._runner.run(self._async.load_artifacts(card, path))

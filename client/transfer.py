@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import httpx
@@ -33,6 +33,7 @@ from registry_core.domain.cards import Card, DataCard, ModelCard
 from registry_core.domain.errors import ArtifactIntegrityError
 
 CHUNK = 1024 * 1024
+CardT = TypeVar("CardT", bound=Card)
 PROGRESS_MIN_BYTES = 16 * 1024 * 1024
 PARALLEL = 4
 
@@ -196,7 +197,7 @@ async def download(
             bar.stop()
 
 
-def rebuild(card: Card, directory: Path) -> Card:
+def rebuild(card: CardT, directory: Path) -> CardT:
     """Fill the card's objects (data, model, sample data) from its downloaded files."""
     names = {a.path for a in card.artifacts}
     if isinstance(card, DataCard):
