@@ -70,6 +70,11 @@ GROUP_OFFSETS_FILE = "group-offsets.json"
 GROUPS_SAVE_SECONDS = 5.0
 # The restored log's record batches: 10k events in ~12 batches (Tansu lists them on every fetch).
 RESTORE_BATCH_BYTES = 1_048_576
+# The worker's fetch wait while no commands come (the busy wait, 3 ms, is unchanged): with 20 ms
+# the idle worker and Tansu polled each other for ~5% of a core; with 150 ms the whole idle stack
+# is ~2%. The first registration after a quiet spell of 2 s waits for that fetch, ~75 ms on
+# average; back-to-back registrations do not (docs/benchmarks.md, "dev stack").
+DEV_IDLE_FETCH_WAIT_MS = 150
 SUPERVISED = ("worker", "api")
 # A worker or API that exits this many times in a row before it is ready stops the stack, with
 # the end of its log: it would only fail again (it restarted every 2 s while "running").
@@ -455,6 +460,7 @@ class DevStack:
             if k.startswith("OPSML_") and k[6:].lower() in type(settings).model_fields
         }
         self.env = {
+            "OPSML_KAFKA_FETCH_MAX_WAIT_MS": str(DEV_IDLE_FETCH_WAIT_MS),  # unless set
             **inherited,
             "OPSML_DATABASE_URL": self.dsn,
             "OPSML_KAFKA_BOOTSTRAP_SERVERS": bootstrap,

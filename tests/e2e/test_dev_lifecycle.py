@@ -33,10 +33,14 @@ ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
 def _start(
-    data_dir: Path, port: int, database_url: str | None, *extra: str
+    data_dir: Path,
+    port: int,
+    database_url: str | None,
+    *extra: str,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """`opsml dev` as a user runs it; `database_url` None: the data directory's own database."""
-    env = {**os.environ, "OPSML_LOG_FORMAT": "console"}
+    env = {**os.environ, "OPSML_LOG_FORMAT": "console", **(env or {})}
     args = [sys.executable, "-m", "workers.cli", "dev", "--port", str(port)]
     args += ["--data-dir", str(data_dir), *extra]
     if database_url is None:
@@ -185,17 +189,18 @@ def test_idle_stack_is_quiet(
     _read_until(proc, "opsml dev is running")
     time.sleep(3)  # start-up work settles (the first fetches, the volume server's growth)
     stack = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-    window = 12.0
+    window = 30.0
     before = {p.pid: sum(p.cpu_times()[:2]) for p in stack}
     time.sleep(window)
     used = {p.pid: (sum(p.cpu_times()[:2]) - before[p.pid]) / window * 100 for p in stack}
     cmds = {p.pid: " ".join(p.cmdline()) for p in stack}
     report = ", ".join(f"{cmds[pid][-50:]}: {pct:.2f}%" for pid, pct in used.items())
     total = sum(used.values())
-    # The Kafka polling pair: the worker's idle fetch (OPSML_KAFKA_FETCH_MAX_WAIT_MS, 20 ms) and
-    # Tansu answering it. Everything else - opsml dev's supervision, SeaweedFS, the API - must
-    # stay near nothing: SeaweedFS's plugin worker reconnecting to a wrong port, or a
-    # supervisor polling the database or the API while all is ready, shows here.
+    # The Kafka polling pair: the worker's idle fetch (150 ms on the dev stack,
+    # workers.dev.DEV_IDLE_FETCH_WAIT_MS) and Tansu answering it. Everything else - opsml dev's
+    # supervision and its snapshot of subscriber positions, SeaweedFS, the API - must stay near
+    # nothing: SeaweedFS's plugin worker reconnecting to a wrong port, or a supervisor polling
+    # the database or the API while all is ready, shows here.
     polling = {
         pid
         for pid, cmd in cmds.items()
@@ -204,10 +209,9 @@ def test_idle_stack_is_quiet(
     assert len(polling) == 2, report
     rest = sum(pct for pid, pct in used.items() if pid not in polling)
     assert rest <= 1.0, f"idle CPU outside the Kafka polling {rest:.2f}% ({report})"
-    # The goal is 3% for the whole stack; the worker's 20 ms idle fetch wait costs ~5% with
-    # Tansu here (docs/performance.md), so this guards against the spin seen with 1 ms fetches
-    # (60%) until the idle wait is longer.
-    assert total <= 8.0, f"idle CPU of the whole stack {total:.2f}% ({report})"
+    # The goal (issue 20): 3% of one core for the whole stack over 30 s. With the worker's 20 ms
+    # idle wait the polling pair alone used ~5%; with 150 ms the stack measured 1.7-2.6%.
+    assert total <= 3.0, f"idle CPU of the whole stack {total:.2f}% ({report})"
     weed_log = (data_dir / "logs" / "seaweedfs.out").read_text()
     assert "Plugin worker" not in weed_log, "SeaweedFS's plugin worker cannot reach its admin"
 
@@ -268,17 +272,19 @@ def test_a_worker_that_cannot_start_stops_the_stack_with_its_reason(
 ) -> None:
     (port,) = procs.free_ports(1)
     data_dir = tmp_path / ".opsml"
-    first = _start(data_dir, port, database_url)
+    s3_log = {"OPSML_DEV_LOG": "s3"}
+    first = _start(data_dir, port, database_url, env=s3_log)
     running.append(first)
     _read_until(first, "opsml dev is running")
     with CardRegistry("run", tracking_uri=f"http://127.0.0.1:{port}") as reg:
         reg.register_card(RunCard(space="demo", name="churn"))
     _stop(first)
-    # The event log goes (SeaweedFS's data), the database keeps its registry: the worker
-    # refuses to start ("the broker lost its data"), every time.
+    # The event log goes (SeaweedFS's data, where OPSML_DEV_LOG=s3 keeps it), the database
+    # keeps its registry: the worker refuses to start ("the broker lost its data"), every time.
+    # (The default log is rebuilt from the database at every start, so cannot be lost this way.)
     shutil.rmtree(data_dir / "s3")
     started = time.monotonic()
-    second = _start(data_dir, port, database_url)
+    second = _start(data_dir, port, database_url, env=s3_log)
     running.append(second)
     out, _ = second.communicate(timeout=60)
     assert second.returncode == 1, out
@@ -313,7 +319,8 @@ def test_each_new_data_directory_gets_a_clean_registry(
     tmp_path: Path, running: list[subprocess.Popen[str]]
 ) -> None:
     """No --database-url: each directory its own database on the local Postgres; a copy gets
-    its own too. Deleting a directory and starting again on its path is refused, with the
+    its own too, and with it a clean registry (the registry lives in the database, not in the
+    directory). Deleting a directory and starting again on its path is refused, with the
     command that starts afresh."""
     a, b, c = (tmp_path / d / ".opsml" for d in "abc")
     names = [dev.default_database_url(d).rsplit("/", 1)[1] for d in (a, b, c)]
@@ -330,14 +337,15 @@ def test_each_new_data_directory_gets_a_clean_registry(
             assert asyncio.run(_comment(name)) == (
                 dev.IDENTITY_COMMENT + (data_dir / "identity").read_text().strip()
             )
-        # A copy of a stopped directory is a fork: its own database, rebuilt from the copied
-        # event log, so its versions continue from the original's.
+        # A copy of a stopped directory gets its own database, and so a clean registry: the
+        # event log is kept in (and restored from) the database, not in the directory. (With
+        # OPSML_DEV_LOG=s3 it was rebuilt from the copied log and continued the original's.)
         shutil.copytree(b, c)
         proc = _start(c, port, None, "--demo")
         running.append(proc)
         out = _read_until(proc, "opsml dev is running")
         assert any(f"Postgres: 127.0.0.1:5432/{names[2]}" in line for line in out), out
-        assert any("demo RunCard demo/churn version 1.1.0" in line for line in out), out
+        assert any("demo RunCard demo/churn version 1.0.0" in line for line in out), out
         _stop(proc)
 
         shutil.rmtree(a)

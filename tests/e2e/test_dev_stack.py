@@ -106,7 +106,7 @@ def test_opsml_dev_registers_persists_and_stops_cleanly(stack_dir: Path, databas
                 "1.1.0",
                 "1.0.0",
             ]
-        # a subscriber group reads both and stops; its position is kept with the log
+        # a subscriber group reads both and stops; opsml dev saves its position at stop
         assert _read_group(uri, "durable", 2) == ["1.0.0", "1.1.0"]
     finally:
         leftovers = _stop(first)
@@ -114,7 +114,8 @@ def test_opsml_dev_registers_persists_and_stops_cleanly(stack_dir: Path, databas
     assert leftovers == [], f"children left running: {leftovers}"
     assert not procs.port_open("127.0.0.1", port), "API port still open after stop"
 
-    # Start again: the event log (Tansu on SeaweedFS) and Postgres keep everything.
+    # Start again: Postgres keeps everything (the event log is written back from its archive),
+    # the data directory the subscriber group's position.
     second = _start(stack_dir, port, database_url)
     try:
         _read_until(second, "opsml dev is running")
