@@ -184,13 +184,19 @@ def from_record(record: CardRecord, source: Source | None = None) -> Card:
 
 
 def registered(
-    card: domain.Card, version: str, uid: Any, created_at: datetime | None, source: Source
+    card: domain.Card, version: str, uid: Any, created_at: datetime | None, origin: Origin
 ) -> None:
-    """Record on `card` what its registration returned."""
+    """Record on `card` what its registration returned; `origin`: (the registry, "active"),
+    built once per registry (this runs per card of a bulk registration)."""
     card.version, card.uid, card.created_at = version, uid, created_at
     if isinstance(card, Card):
+        card._origin = origin  # (reading a private attribute is slow in pydantic: not done here)
+
+
+def uploaded(card: domain.Card) -> None:
+    """The attached files are stored with the registered card: forget them."""
+    if isinstance(card, Card):
         card._pending = None
-        card._origin = Origin(source, "active")
 
 
 def bind(card: domain.Card, source: Source) -> domain.Card:

@@ -19,7 +19,7 @@ from uuid import UUID
 
 from client import commands, transfer
 from client.cards import Card as ClientCard
-from client.cards import from_record, pending_files, registered
+from client.cards import Origin, from_record, pending_files, registered, uploaded
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
 from client.http import split_token as _split_token
 from client.http_transport import HttpTransport
@@ -64,6 +64,7 @@ class AsyncCardRegistry:
         self._owns_transport = transport is None
         self.transport: Transport = transport or HttpTransport(tracking_uri, self.settings)
         self.tracking_uri = self.transport.where
+        self._active = Origin(self, "active")  # what a card registered here is bound to
 
     async def __aenter__(self) -> AsyncCardRegistry:
         return self
@@ -152,9 +153,11 @@ class AsyncCardRegistry:
             if files:
                 await self._upload(command, files, progress)
             outcome = await self._execute(command)
+            if files:
+                uploaded(card)
         record = outcome.card
         assert record is not None
-        registered(card, record.version, record.uid, record.created_at, self)
+        registered(card, record.version, record.uid, record.created_at, self._active)
         card.artifacts = list(record.artifacts)
         return card
 
@@ -219,7 +222,7 @@ class AsyncCardRegistry:
             out = found.get(cmd.command_id) or await self.wait_for(cmd.command_id)
             if out.status == "registered":
                 assert out.version is not None
-                registered(card, out.version, out.uid, out.decided_at, self)
+                registered(card, out.version, out.uid, out.decided_at, self._active)
             outcomes.append(out)
         return outcomes
 

@@ -115,10 +115,13 @@ def test_a_registered_card_forgets_its_files_and_is_active() -> None:
     run = client.RunCard(space="demo", name="churn")
     run._pending = {"x": "y"}
     uid = uuid4()
-    cards.registered(run, "1.0.0", uid, datetime.now(UTC), Source())
+    cards.registered(run, "1.0.0", uid, datetime.now(UTC), cards.Origin(Source(), "active"))
+    cards.uploaded(run)
     assert (run.version, run.uid, run.status, cards.pending_files(run)) == (
         "1.0.0", uid, "active", {},
     )  # fmt: skip
     plain = domain.RunCard(space="demo", name="churn")
-    cards.registered(plain, "1.0.0", uid, None, Source())  # a domain card: the fields only
+    cards.registered(
+        plain, "1.0.0", uid, None, cards.Origin(Source(), "active")
+    )  # a domain card: the fields only
     assert (plain.version, plain.uid) == ("1.0.0", uid)
