@@ -25,7 +25,14 @@ from client.http import split_token as _split_token
 from client.http_transport import HttpTransport
 from client.publisher import kafka_security as _kafka_security
 from client.transport import CardQuery, Transport
-from registry_core.contracts.http import CardList, CardOut, CommandOutcome, Lineage, RunMetrics
+from registry_core.contracts.http import (
+    CardList,
+    CardOut,
+    ClientConfig,
+    CommandOutcome,
+    Lineage,
+    RunMetrics,
+)
 from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY as DOMAIN_CLASSES
 from registry_core.domain.cards import Card, Metric, RegistryType
 from registry_core.domain.commands import AnyCommand, RegisterCard
@@ -75,6 +82,10 @@ class AsyncCardRegistry:
     async def close(self) -> None:
         if self._owns_transport:
             await self.transport.aclose()
+
+    async def config(self) -> ClientConfig:
+        """The registry's settings for clients (topics, limits, the signing grant)."""
+        return await self.transport.config()
 
     async def connect(self) -> None:
         """Connect for publishing now (the first registration pays it otherwise)."""
