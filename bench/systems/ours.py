@@ -224,10 +224,13 @@ class Ours(System):
 
 
 class OursDev(Ours):
-    """`opsml dev` exactly as a data scientist runs it: Tansu keeps its log in SeaweedFS (S3)."""
+    """`opsml dev` exactly as a data scientist runs it: Tansu keeps its log in memory, written
+    back from the Postgres archive at every start (OPSML_DEV_LOG=s3 in the harness's environment
+    runs the earlier layout, Tansu's log in SeaweedFS). Its latency against the size of the log
+    and across a restart: bench/dev_stack.py."""
 
     key = "ours-dev"
-    label = "opsml-registry via `opsml dev` (Tansu log in SeaweedFS S3)"
+    label = "opsml-registry via `opsml dev` (Tansu log in memory, restored from Postgres)"
 
     def start(self) -> None:
         create_db(self.db)
