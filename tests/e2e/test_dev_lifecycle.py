@@ -351,10 +351,10 @@ def test_each_new_data_directory_gets_a_clean_registry(
         shutil.rmtree(a)
         again = _start(a, port, None)
         running.append(again)
-        out, _ = again.communicate(timeout=60)
-        assert again.returncode == 1, out
-        assert f"the database {names[0]} belongs to another opsml dev data directory" in out
-        assert f'DROP DATABASE "{names[0]}"' in out, out
+        refused, _ = again.communicate(timeout=60)
+        assert again.returncode == 1, refused
+        assert f"the database {names[0]} belongs to another opsml dev data directory" in refused
+        assert f'DROP DATABASE "{names[0]}"' in refused, refused
     finally:
         asyncio.run(_drop(*names))
 

@@ -80,7 +80,7 @@ def test_a_killed_stack_keeps_every_acknowledged_registration_and_group_position
     try:
         _read_until(second, "opsml dev is running")
         with CardRegistry("run", tracking_uri=uri) as reg:
-            listed = sorted(c.version for c in reg.list_cards(space="s", name="n"))
+            listed = sorted(str(c.version) for c in reg.list_cards(space="s", name="n"))
             assert listed == acked
             assert reg.register_card(RunCard(space="s", name="n")).version == "1.5.0"
         # the group resumes at the event it had not finished, not at the beginning

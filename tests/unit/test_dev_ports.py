@@ -30,18 +30,18 @@ async def test_the_api_port_is_held_while_the_services_start(
             probe.close()
         seen["picked"] = set(procs.free_ports(200))
 
-    def child(role: str) -> None:
+    async def child(role: str) -> None:
         seen["api_started_free"] = not procs.port_open("127.0.0.1", port)
         probe = socket.socket()
         probe.bind(("127.0.0.1", port))  # released before the API starts
         probe.close()
 
-    async def healthy(timeout: float) -> None:
+    async def ready(timeout: float) -> None:
         return None
 
     monkeypatch.setattr(stack, "_start_services", services)
     monkeypatch.setattr(stack, "_start_child", child)
-    monkeypatch.setattr(stack, "_wait_healthy", healthy)
+    monkeypatch.setattr(stack, "_wait_ready", ready)
     await stack.start()
     assert seen["bound"] is False, "the API's port was free while the services started"
     assert port not in seen["picked"]  # type: ignore[operator]
