@@ -28,10 +28,10 @@ import asyncpg
 import orjson
 import pytest
 
-from client import AsyncCardRegistry
+from client import AsyncCardRegistry, RunCard
 from registry_core.contracts.codec import decode_event, encode
 from registry_core.domain.artifacts import ArtifactRef
-from registry_core.domain.cards import RegistryType, RunCard
+from registry_core.domain.cards import RegistryType
 from registry_core.domain.commands import RegisterCard, UpdateCard
 from registry_core.domain.decider import INITIAL_STATE, Context, handle
 from registry_core.domain.errors import InvalidArtifact
