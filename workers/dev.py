@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -29,7 +28,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -46,7 +44,6 @@ from workers.dev_database import (
     IDENTITY_COMMENT,
     claim_database,
     default_database_url,
-    drop_command,
     host_of,
     open_database,
 )
@@ -63,6 +60,7 @@ from workers.dev_files import (
     write_server_env,
 )
 from workers.dev_log import restore_log
+from workers.dev_report import early_exit_report, register_demo
 from workers.dev_services import (
     ARTIFACT_BUCKET,
     TANSU_BUCKET,
@@ -101,8 +99,6 @@ SUPERVISED = ("worker", "api")
 # A worker or API that exits this many times in a row before it is ready stops the stack, with
 # the end of its log: it would only fail again (it restarted every 2 s while "running").
 EARLY_EXITS_MAX = 3
-FAILURE_LINES = 15
-EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt): ")
 # The children get their stop signals together and this long before SIGKILL. Tansu exits at once on
 # SIGINT but waits 5 s on SIGTERM; SeaweedFS takes ~1.2 s; uvicorn waits for open long-polls
 # unless told a bound (`timeout_graceful_shutdown`).
@@ -345,28 +341,7 @@ class DevStack:
                 text = f.read().decode(errors="replace")
         except OSError:
             text = ""
-        tail = [line for line in text.splitlines() if line.strip()]
-        # A traceback ends with the exception's own message, which says what is wrong and what
-        # to do: show it rather than the frames above it (the whole log stays in the file).
-        raised = [i for i, line in enumerate(tail) if EXCEPTION_LINE.match(line)]
-        tail = tail[raised[-1] :] if raised else tail
-        tail = tail[-FAILURE_LINES:]
-        lines = [
-            f"the {role} exited {EARLY_EXITS_MAX} times in a row before it was ready (last exit"
-            f" code {code}); from its log ({path}):",
-            *(f"    {line}" for line in tail),
-        ]
-        if "the broker lost its data" in text:
-            lines.append(
-                f"The database ({host_of(self.dsn)}) holds a registry whose events are not in"
-                f" the event log of {self.data_dir} (its s3/ directory lost or replaced). To keep"
-                " that registry, restore the directory from a backup; to start afresh, pass"
-                f" --database-url with a new database, or drop this one:"
-                f" {drop_command(self.dsn, urlsplit(self.dsn).path.lstrip('/'))}"
-            )
-        else:
-            lines.append("Fix the cause above and start opsml dev again.")
-        return "\n".join(lines)
+        return early_exit_report(role, code, EARLY_EXITS_MAX, text, path, self.dsn, self.data_dir)
 
     async def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -425,21 +400,6 @@ class DevStack:
         if self.embedded_pg is not None:
             self.embedded_pg.cleanup()  # type: ignore[attr-defined]
             self.embedded_pg = None
-
-
-async def register_demo(tracking_uri: str) -> str:
-    from client import AsyncCardRegistry, RunCard
-
-    async with AsyncCardRegistry("run", tracking_uri=tracking_uri) as reg:
-        card = await reg.register_card(
-            RunCard(
-                space="demo",
-                name="churn",
-                tags={"source": "opsml dev --demo"},
-                parameters={"learning_rate": 0.1},
-            )
-        )
-    return f"registered demo RunCard demo/churn version {card.version} (uid {card.uid})"
 
 
 async def run_dev(
