@@ -13,6 +13,7 @@ import httpx
 
 from client import retry
 from client.errors import RegistryUnavailable
+from client.server_uri import UnsupportedTrackingUri, kind_of, shown
 from registry_core.domain.errors import CardNotFound, RegistryError, error_from_code
 
 # httpcore runs `import sniffio` several times per request (to tell asyncio from trio); when
@@ -49,7 +50,13 @@ class _HttpClient(httpx.AsyncClient):
 
 def split_token(uri: str) -> tuple[str, str | None]:
     """(the URI without user info, the token in it if any): a token may ride in the URI
-    (https://<token>@host), but the URI is shown in messages, so it travels as a header."""
+    (https://<token>@host), but the URI is shown in messages, so it travels as a header.
+    Only an http(s) URI is read this way: a database URI's user is never taken as a token."""
+    if kind_of(uri) != "http":
+        raise UnsupportedTrackingUri(
+            f"{shown(uri)!r} is a database URI, not an OpsML server's API: open it as a server"
+            " registry (CardRegistry/AsyncCardRegistry with this OPSML_TRACKING_URI)"
+        )
     parts = urlsplit(uri.rstrip("/"))
     if "@" not in parts.netloc:
         return urlunsplit(parts), None

@@ -24,6 +24,7 @@ from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavai
 from client.http import split_token as _split_token
 from client.http_transport import HttpTransport
 from client.publisher import kafka_security as _kafka_security
+from client.server_uri import kind_of
 from client.transport import CardQuery, Transport
 from registry_core.contracts.http import (
     CardList,
@@ -60,8 +61,9 @@ class AsyncCardRegistry:
         settings: ClientSettings | None = None,
         transport: Transport | None = None,
     ) -> None:
-        """`transport`: another way to reach the registry service (default: its HTTP API and
-        Kafka, at `tracking_uri` or OPSML_TRACKING_URI). A transport passed in stays open when
+        """`transport`: another way to reach the registry service (default: from `tracking_uri`
+        or OPSML_TRACKING_URI - its HTTP API and Kafka for an http(s) URI, its database, Kafka
+        and artifact store for a postgresql:// one). A transport passed in stays open when
         the registry closes: its owner closes it."""
         self.registry_type = commands.resolve_registry(registry_type)
         # the domain's class: the client's cards subclass it, and a plain domain card (no files)
@@ -69,7 +71,7 @@ class AsyncCardRegistry:
         self.card_class = DOMAIN_CLASSES[self.registry_type]
         self.settings = settings or ClientSettings()
         self._owns_transport = transport is None
-        self.transport: Transport = transport or HttpTransport(tracking_uri, self.settings)
+        self.transport: Transport = transport or _open_transport(tracking_uri, self.settings)
         self.tracking_uri = self.transport.where
         self._active = Origin(self, "active")  # what a card registered here is bound to
 
@@ -365,6 +367,17 @@ class AsyncCardRegistry:
         target = Path(path) if path is not None else Path(tempfile.mkdtemp(prefix="opsml-card-"))
         await self.download_artifacts(card, target)
         return await asyncio.to_thread(transfer.rebuild, card, target)
+
+
+def _open_transport(tracking_uri: str | None, settings: ClientSettings) -> Transport:
+    """An http(s) URI: the HTTP API (a client registry); a postgresql:// URI: the registry's
+    database (a server registry); anything else: UnsupportedTrackingUri, naming both."""
+    uri = tracking_uri or settings.tracking_uri
+    if kind_of(uri) == "server":
+        from client.server_transport import ServerTransport
+
+        return ServerTransport(uri, settings)
+    return HttpTransport(uri, settings)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,7 +1,7 @@
 """The client transport port's contract (client/transport.py): one abstract test case, run
-against every adapter - today the HTTP one (commands to Kafka, the rest through the API). A new
-adapter (the server-side registry reading Postgres directly) adds one subclass here whose
-`transport` fixture opens it against the same running stack."""
+against every adapter on the same kind of running stack - the HTTP one (commands to Kafka, the
+rest through the API) and the server one (OPSML_TRACKING_URI = the registry's database: reads
+from Postgres, outcomes by LISTEN/NOTIFY, files straight into the artifact store)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from client import AsyncCardRegistry, DataCard, Metric, ModelCard, RunCard
 from client import commands as cmd
 from client.errors import RegistrationTimeout
 from client.http_transport import HttpTransport
+from client.server_transport import ServerTransport
 from client.transport import CardQuery, Transport
 from registry_core.contracts.http import CommandOutcome
 from registry_core.domain.artifacts import ArtifactRef
@@ -217,6 +218,16 @@ class TestHttpTransport(TransportContract):
     @pytest.fixture
     async def transport(self, stack: Stack) -> AsyncIterator[Transport]:
         t = HttpTransport(stack.url)
+        try:
+            yield t
+        finally:
+            await t.aclose()
+
+
+class TestServerTransport(TransportContract):
+    @pytest.fixture
+    async def transport(self, stack: Stack) -> AsyncIterator[Transport]:
+        t = ServerTransport(stack.database_url)
         try:
             yield t
         finally:

@@ -19,7 +19,7 @@ import structlog
 from aiokafka import AIOKafkaProducer
 
 from registry_core.messaging import ensure_topics
-from registry_core.persistence import db
+from registry_core.persistence import db, server_settings
 from registry_core.persistence.projection import claim_epoch
 from registry_core.settings import Settings
 from registry_core.storage import ArtifactStore, open_store
@@ -79,6 +79,7 @@ class Sequencer:
             await db.migrate(conn)
             if not await startup.acquire_lock(conn, stop, s.lock_retry_seconds):
                 return
+            await server_settings.record(conn, s)  # what a server registry reads
             if s.worker_pipeline:
                 read_conn = await db.connect(s.dsn)
                 await db.keep_alive(read_conn)

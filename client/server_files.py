@@ -1,0 +1,129 @@
+"""A server registry's files: staged straight into the artifact store (each write hashed by the
+store, then read back: its size and sha256 must be the declared ones) and downloaded straight
+from it, every file verified against its recorded sha256 before it takes its name."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from client import transfer
+from client.errors import RegistryUnavailable
+from registry_core.domain.artifacts import (
+    ArtifactRef,
+    card_prefix,
+    staging_prefix,
+    validate_artifact_path,
+)
+from registry_core.domain.errors import ArtifactIntegrityError, ArtifactTooLarge, CardNotFound
+from registry_core.storage import ArtifactStore
+from registry_core.storage.base import ObjectMissing
+
+PARALLEL = transfer.PARALLEL
+
+
+async def stage(
+    store: ArtifactStore,
+    command_id: UUID,
+    files: list[tuple[ArtifactRef, Path]],
+    max_bytes: int,
+    progress: bool | None,
+) -> None:
+    """Write each file under the command's staging prefix, where the worker looks for it."""
+    bar = transfer._progress(sum(ref.size for ref, _ in files), progress)
+    limit = asyncio.Semaphore(PARALLEL)
+
+    async def one(ref: ArtifactRef, path: Path) -> None:
+        name = validate_artifact_path(ref.path)
+        if ref.size > max_bytes:
+            raise ArtifactTooLarge(
+                f"{name} is {ref.size} bytes, over the registry's limit of {max_bytes} bytes"
+            )
+        key = f"{staging_prefix(command_id)}/{name}"
+        async with limit:
+            task = bar.add_task(f"stage {name}", total=ref.size) if bar else None
+            try:
+                chunks = transfer._file_chunks(path, bar, task)
+                await store.put(key, chunks, sha256=ref.sha256, max_bytes=max_bytes)
+                stored = await store.stat(key)
+            except (ConnectionError, TimeoutError) as exc:
+                raise RegistryUnavailable(f"staging {name} in the store failed: {exc}") from exc
+            if stored is None or stored.size != ref.size or stored.sha256 not in (None, ref.sha256):
+                raise ArtifactIntegrityError(
+                    f"{name}: the artifact store holds {stored} after the upload, not"
+                    f" {ref.size} bytes with sha256 {ref.sha256}; try again"
+                )
+
+    if bar:
+        bar.start()
+    try:
+        await asyncio.gather(*(one(ref, p) for ref, p in files))
+    finally:
+        if bar:
+            bar.stop()
+
+
+async def download(
+    store: ArtifactStore,
+    uid: UUID,
+    card: dict[str, Any] | None,
+    refs: list[ArtifactRef],
+    dest: Path,
+    progress: bool | None,
+) -> list[Path]:
+    """Stream each of the card's files into `dest`; a sha256 other than the ref's raises
+    ArtifactIntegrityError and leaves no partial file (as the HTTP download does)."""
+    if card is None:
+        raise CardNotFound(f"no card with uid {uid}")
+    prefix = card_prefix(card["registry"], card["space"], card["name"], card["version"])
+    recorded = {a["path"] for a in card["artifacts"]}
+    for ref in refs:
+        if ref.path not in recorded:
+            raise CardNotFound(f"card {uid} has no artifact {ref.path!r}")
+    dest.mkdir(parents=True, exist_ok=True)
+    bar = transfer._progress(sum(r.size for r in refs), progress)
+    limit = asyncio.Semaphore(PARALLEL)
+
+    async def one(ref: ArtifactRef) -> Path:
+        target = dest / validate_artifact_path(ref.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part = target.with_name(target.name + ".part")
+        digest = hashlib.sha256()
+        async with limit:
+            task = bar.add_task(f"download {ref.path}", total=ref.size) if bar else None
+            try:
+                with open(part, "wb") as fh:  # noqa: ASYNC230 - writes go to a thread
+                    async for chunk in store.read(f"{prefix}/{ref.path}"):
+                        digest.update(chunk)
+                        await asyncio.to_thread(fh.write, chunk)
+                        if bar is not None and task is not None:
+                            bar.advance(task, len(chunk))
+                if digest.hexdigest() != ref.sha256:
+                    raise ArtifactIntegrityError(
+                        f"{ref.path} of card {uid}: the stored bytes hash to"
+                        f" {digest.hexdigest()}, the registry recorded {ref.sha256}; the stored"
+                        " file is corrupt or was changed - do not use it, tell the registry's"
+                        " operators"
+                    )
+                os.replace(part, target)
+            except ObjectMissing as exc:
+                raise ArtifactIntegrityError(
+                    f"{ref.path} of card {uid} is recorded but missing from the artifact store"
+                ) from exc
+            except (ConnectionError, TimeoutError) as exc:
+                raise RegistryUnavailable(f"reading {ref.path} failed: {exc}") from exc
+            finally:
+                part.unlink(missing_ok=True)
+        return target
+
+    if bar:
+        bar.start()
+    try:
+        return list(await asyncio.gather(*(one(r) for r in refs)))
+    finally:
+        if bar:
+            bar.stop()
