@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     worker_pipeline: bool = True
     worker_name: str = "sequencer"
     lock_retry_seconds: float = Field(default=1.0, gt=0)
+    # The worker's /livez, /readyz and /metrics (workers/sequencer/health.py): off unless a
+    # port is set (infra/k8s and infra/docker-compose.yml set 8001).
+    worker_health_port: int | None = Field(default=None, ge=0, le=65535)
+    worker_health_host: str = "0.0.0.0"
 
     # Artifact storage: "s3://bucket/prefix" or a local directory (default: .opsml/artifacts).
     storage_uri: str = ".opsml/artifacts"
@@ -91,6 +95,24 @@ class Settings(BaseSettings):
     # registration: ~140 ms per fetch at 10k); subscriber groups' positions are kept in the data
     # directory. "s3": Tansu keeps its own log in the stack's SeaweedFS (the earlier layout).
     dev_log: Literal["memory", "s3"] = "memory"
+
+    # Webhooks (docs/events.md, "Webhooks"). Endpoints on loopback, private or reserved
+    # addresses are refused (at registration and at every delivery) unless this is set.
+    webhook_allow_private: bool = False
+    # One attempt: connect, send, and read the (bounded) response, all within this.
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Attempts before a delivery is dead-lettered; the delay doubles from base up to max.
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=600.0, gt=0)
+    # How much of a response is read and kept in the delivery log (the rest is never read).
+    webhook_response_max_bytes: int = Field(default=4096, ge=0, le=1_048_576)
+    # How often the delivery process looks for new endpoints and redelivery requests.
+    webhook_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # The delivery process's fetch wait on opsml.events (bounds its latency on Tansu).
+    webhook_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)
+    # How long a rotated-out secret keeps signing next to the new one.
+    webhook_secret_grace_hours: float = Field(default=24.0, ge=0)
 
     log_format: Literal["json", "console"] = "console"
     log_level: str = "info"
