@@ -44,6 +44,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from client.errors import RegistryUnavailable
 from client.registry import _kafka_security, _split_token
+from client.server_uri import kind_of, shown
 from registry_core import messaging
 from registry_core.contracts.http import ClientConfig
 from registry_core.domain.cards import CardRecord, RegistryType, registry_type
@@ -163,6 +164,10 @@ def _type_name(t: str | type[EventBase]) -> str:
 
 
 async def _client_config(tracking_uri: str, settings: ClientSettings) -> ClientConfig:
+    if kind_of(tracking_uri) == "server":  # the registry's database: its settings row
+        from client.server_config import read_config
+
+        return await read_config(tracking_uri, shown(tracking_uri), settings)
     tracking_uri, uri_token = _split_token(tracking_uri)
     token = settings.token.get_secret_value() if settings.token else uri_token
     try:
