@@ -5,8 +5,10 @@ from it, every file verified against its recorded sha256 before it takes its nam
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -24,6 +26,30 @@ from registry_core.storage import ArtifactStore
 from registry_core.storage.base import ObjectMissing
 
 PARALLEL = transfer.PARALLEL
+
+
+@contextlib.contextmanager
+def store_errors(what: str) -> Iterator[None]:
+    """The store's own failures (unreachable, no or wrong credentials) as RegistryUnavailable
+    saying what to set; the domain's errors and ObjectMissing pass through."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    try:
+        yield
+    except NoCredentialsError as exc:
+        raise RegistryUnavailable(
+            f"{what}: the artifact store is S3 and this process has no credentials for it; a"
+            " server registry uses its own, as the worker and the API do (AWS_ACCESS_KEY_ID and"
+            " AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or an instance role)"
+        ) from exc
+    except ClientError as exc:
+        err = exc.response.get("Error", {})
+        raise RegistryUnavailable(
+            f"{what}: the artifact store refused ({err.get('Code')}: {err.get('Message')});"
+            " check this process's S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
+        ) from exc
+    except (BotoCoreError, ConnectionError, TimeoutError) as exc:
+        raise RegistryUnavailable(f"{what}: the artifact store is unreachable ({exc})") from exc
 
 
 async def stage(
@@ -46,12 +72,10 @@ async def stage(
         key = f"{staging_prefix(command_id)}/{name}"
         async with limit:
             task = bar.add_task(f"stage {name}", total=ref.size) if bar else None
-            try:
+            with store_errors(f"staging {name}"):
                 chunks = transfer._file_chunks(path, bar, task)
                 await store.put(key, chunks, sha256=ref.sha256, max_bytes=max_bytes)
                 stored = await store.stat(key)
-            except (ConnectionError, TimeoutError) as exc:
-                raise RegistryUnavailable(f"staging {name} in the store failed: {exc}") from exc
             if stored is None or stored.size != ref.size or stored.sha256 not in (None, ref.sha256):
                 raise ArtifactIntegrityError(
                     f"{name}: the artifact store holds {stored} after the upload, not"
@@ -96,7 +120,7 @@ async def download(
         async with limit:
             task = bar.add_task(f"download {ref.path}", total=ref.size) if bar else None
             try:
-                with open(part, "wb") as fh:  # noqa: ASYNC230 - writes go to a thread
+                with store_errors(f"reading {ref.path}"), open(part, "wb") as fh:  # noqa: ASYNC230 - writes go to a thread
                     async for chunk in store.read(f"{prefix}/{ref.path}"):
                         digest.update(chunk)
                         await asyncio.to_thread(fh.write, chunk)
@@ -114,8 +138,6 @@ async def download(
                 raise ArtifactIntegrityError(
                     f"{ref.path} of card {uid} is recorded but missing from the artifact store"
                 ) from exc
-            except (ConnectionError, TimeoutError) as exc:
-                raise RegistryUnavailable(f"reading {ref.path} failed: {exc}") from exc
             finally:
                 part.unlink(missing_ok=True)
         return target

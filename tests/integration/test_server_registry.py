@@ -20,7 +20,7 @@ from client.errors import RegistryUnavailable
 from client.server_transport import ServerTransport
 from registry_core.domain.errors import Forbidden, Unauthenticated
 from registry_core.persistence import db
-from tests.conftest import Stack, running
+from tests.conftest import S3, Stack, running
 from tests.integration.helpers import fetch
 from workers import procs
 
@@ -173,3 +173,34 @@ async def test_commands_are_signed_when_the_grant_key_is_set(
             await register("bad-token")
         names = await fetch(database_url, "SELECT name FROM cards WHERE space = 'sig'")
         assert [r["name"] for r in names] == ["ok"]
+
+
+async def test_files_on_s3_with_this_processs_own_credentials(
+    database_url: str, kafka: str, tmp_path: Path, s3_server: S3, s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The store's location comes from the settings row, its credentials never do: without
+    any, a clear error (and nothing registered); with this process's own, staged and read back."""
+    async with running(Stack(database_url, kafka, tmp_path, extra_env=s3_server.env(s3_bucket))):
+        for key in list(os.environ):
+            if key.startswith(("AWS_", "OPSML_")):
+                monkeypatch.delenv(key)
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))  # no profile either
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        (tmp_path / "w.bin").write_bytes(os.urandom(300_000))
+        async with AsyncCardRegistry("model", tracking_uri=database_url) as reg:
+            card = ModelCard(space="s3", name="m")
+            card.add_artifact(tmp_path / "w.bin")
+            with pytest.raises(RegistryUnavailable, match="AWS_ACCESS_KEY_ID"):
+                await reg.register_card(card)
+            assert await reg.list_cards(space="s3") == []
+        for key, value in s3_server.env(s3_bucket).items():
+            if key.startswith("AWS_"):
+                monkeypatch.setenv(key, value)
+        async with AsyncCardRegistry("model", tracking_uri=database_url) as reg:
+            card = ModelCard(space="s3", name="m")
+            card.add_artifact(tmp_path / "w.bin")
+            await reg.register_card(card)
+            paths = await reg.download_artifacts(card, tmp_path / "out")
+        assert [p.read_bytes() for p in paths] == [(tmp_path / "w.bin").read_bytes()]
