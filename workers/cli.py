@@ -14,6 +14,7 @@ from registry_core import eventloop
 from workers import cli_cards
 from workers.cli_common import DataDirOption, fail, one_line_errors, settings
 from workers.cli_tokens import token_app
+from workers.cli_webhooks import webhooks_app
 
 app = typer.Typer(
     help="opsml-registry: an event-sourced registry for ML artifact cards.",
@@ -231,6 +232,7 @@ app.command("list")(cli_cards.list_cards)
 app.command()(cli_cards.register)
 app.command()(cli_cards.download)
 app.add_typer(token_app, name="token")
+app.add_typer(webhooks_app, name="webhooks")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from workers.api import docs, errors
 from workers.api.fast_outcome import FastOutcome
 from workers.api.guard import OPEN_PATHS, Guard
 from workers.api.lifespan import lifespan
-from workers.api.routers import artifacts, cards, commands, ops, tokens
+from workers.api.routers import artifacts, cards, commands, ops, tokens, webhooks
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -54,4 +54,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     docs.install(app)
     for router in (ops.router, tokens.router, cards.router, commands.router, artifacts.router):
         app.include_router(router)
+    app.include_router(webhooks.router)
     return app
