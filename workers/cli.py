@@ -78,13 +78,18 @@ def api(
         http = CoalescingHttpToolsProtocol
     except ImportError:
         pass
+    from registry_core.logging import uvicorn_log_config
+
     uvicorn.run(
         application,
         http=http,
         host=s.api_host,
         port=port or s.api_port,
         log_level=s.log_level.lower(),
-        access_log=False,
+        # JSON mode (production): uvicorn's error and access lines are JSON objects with the
+        # request id; the pretty dev default keeps access lines off, as before
+        log_config=uvicorn_log_config(s.log_format),
+        access_log=s.log_format == "json",
         loop=eventloop.uvicorn_loop(),
         # Open long-polls end after this: Ctrl-C / SIGTERM stops the API in about a second.
         timeout_graceful_shutdown=1,
@@ -92,19 +97,42 @@ def api(
 
 
 @app.command()
-def worker(data_dir: DataDirOption = None) -> None:
+def worker(
+    health_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Serve /livez, /readyz and /metrics on this port (OPSML_WORKER_HEALTH_PORT;"
+            " default: off).",
+            show_default=False,
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
     """Run the sequencer worker (a second one waits as hot standby). It keeps running through
     Postgres or Kafka outages, reconnecting with back-off (workers/sequencer/supervisor.py)."""
+    from workers.sequencer import health
     from workers.sequencer.supervisor import supervise
 
     s = settings(data_dir)
+    port = health_port if health_port is not None else s.worker_health_port
+    health.STATUS.lock_retry_seconds = s.lock_retry_seconds
 
     async def main() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        await supervise(s, stop)
+        server = None
+        if port is not None:
+            try:
+                server = await health.start(s.worker_health_host, port)
+            except OSError as exc:  # the port is taken: one line naming the setting
+                fail(str(exc), 2)
+        try:
+            await supervise(s, stop)
+        finally:
+            if server is not None:
+                server.close()
 
     with one_line_errors():
         eventloop.run(main())

@@ -16,6 +16,7 @@ from workers.api import docs, errors
 from workers.api.fast_outcome import FastOutcome
 from workers.api.guard import OPEN_PATHS, Guard
 from workers.api.lifespan import lifespan
+from workers.api.observe import Observe
 from workers.api.routers import artifacts, cards, commands, ops, tokens, webhooks
 
 
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         Guard, auth_on=auth_on, tokens=TokenCache(s.token_cache_seconds),
         open_paths=OPEN_PATHS | docs.ASSET_PATHS,
     )  # fmt: skip
+    app.add_middleware(Observe)  # outermost: a request id and the metrics of every request
     docs.install(app)
     for router in (ops.router, tokens.router, cards.router, commands.router, artifacts.router):
         app.include_router(router)

@@ -20,9 +20,13 @@ from registry_core.domain.errors import RegistryError, Unauthenticated
 from registry_core.persistence.tokens import TokenCache
 from workers.api import unavailable
 
-# Open without a token: health, the OpenAPI document and its viewers (create_app adds the
+# Open without a token: health, the probes and Prometheus metrics (docs/operations.md: keep
+# /metrics off the public ingress), the OpenAPI document and its viewers (create_app adds the
 # viewers' asset files).
-OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/livez", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/redoc",
+     "/openapi.json"}
+)  # fmt: skip
 
 NUL_REFUSED = JSONResponse(
     {"detail": "NUL characters (U+0000) are not allowed in paths or queries",

@@ -60,5 +60,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.store.close()
+        probe = getattr(app.state, "kafka_probe_client", None)  # /readyz's (routers/ops.py)
+        if probe is not None:
+            await probe.close()
         await app.state.waiters.stop()
         await app.state.pool.close()

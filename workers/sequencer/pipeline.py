@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from uuid import UUID
@@ -21,6 +22,8 @@ import structlog
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import OffsetOutOfRangeError
 
+from registry_core import metrics
+from registry_core.domain.commands import RegisterCard
 from registry_core.domain.events import CardRegistered, Event
 from registry_core.errors import BrokerDataLost
 from registry_core.messaging import ContiguousReader, FetchPace
@@ -33,6 +36,7 @@ from workers.sequencer.artifacts import Artifacts
 from workers.sequencer.authz import CommandAuthorizer
 from workers.sequencer.decisions import Batch
 from workers.sequencer.faults import Faults
+from workers.sequencer.health import STATUS
 from workers.sequencer.publishing import Publisher
 from workers.sequencer.state_cache import StateCache, load_refs
 
@@ -92,6 +96,7 @@ class BatchPipeline:
             )  # fmt: skip
             reader = ContiguousReader(consumer, commands, tracking.command_offset + 1, pace=pace)
             ready.set()
+            STATUS.set("active")
             if not _FROZEN[0]:
                 # long-lived start-up objects out of the collector's sight (see workers/api/app.py)
                 _FROZEN[0] = True
@@ -110,6 +115,9 @@ class BatchPipeline:
                         address=self.s.kafka_bootstrap_servers,
                     ) from exc
                 if records:
+                    high = consumer.highwater(commands)
+                    if high is not None:  # log end minus what is read (metrics: per batch)
+                        metrics.COMMANDS_LAG.set(max(0, high - reader.position))
                     await self.process(records)
                 elif self._pending is not None:
                     await self.drain()  # quiet: finish the last batch's projection now
@@ -148,12 +156,14 @@ class BatchPipeline:
     # ---- one batch ------------------------------------------------------------------------------
 
     async def process(self, records: Sequence[ConsumerRecord[bytes, bytes]]) -> None:
+        started = time.perf_counter()
         batch = decisions.read(records, self.s.max_command_bytes)
         cut = batch.dependent_at()
         if cut is not None:
             await self.process(records[:cut])
             await self.process(records[cut:])
             return
+        metrics.BATCH_SIZE.observe(len(records))
         # The previous batch may still be being projected (on `conn`). This batch is decided
         # meanwhile only when all it reads is the outcome check (on `read_conn`, which sees the
         # committed outcomes; the previous batch's own ids are added from memory) and tokens:
@@ -170,7 +180,9 @@ class BatchPipeline:
             and all(k in self.states for k in batch.keys)
         )
         if not overlap:
+            waiting = time.perf_counter()
             await self.drain()
+            started += time.perf_counter() - waiting  # that wait is the previous batch's
         conn = self.read_conn if overlap else self.conn
         assert conn is not None
         unique = set(batch.ids)
@@ -178,7 +190,9 @@ class BatchPipeline:
         known |= self._inflight_ids & unique
         await self.states.load(self.conn, batch.keys)
         refs = await load_refs(self.conn, batch.wanted)
+        checked = time.perf_counter()
         sources, refused = await self.artifacts.check(batch.with_files)
+        artifacts_s = time.perf_counter() - checked
         if self.authz is not None:
             triples = list(zip(records, batch.items, batch.ids, strict=True))
             # access control's verdict stands before the artifacts'
@@ -189,20 +203,28 @@ class BatchPipeline:
         )
         events = self.faults.decided(events)
         events, payloads = decisions.encoded(events, self.states, self.epoch)
+        decided = time.perf_counter()
         # Artifacts are in place (and card.json beside them) before any event points at them.
         await self.artifacts.finalize(events, sources)
+        finalized = time.perf_counter()
+        metrics.PHASE.labels("decide").observe(decided - started - artifacts_s)
+        metrics.PHASE.labels("artifacts").observe(finalized - decided + artifacts_s)
+        metrics.DUPLICATES.inc(duplicates)
 
         await self.drain()  # the previous batch is committed before this one is published
         logged: list[LoggedEvent] = []
         copies = False
         if events:
             await self.faults.before_publish(events, payloads, self.publisher.publish_one)
+            publishing = time.perf_counter()
             offsets = await self.publisher.publish(events, payloads)
             logged = [
                 LoggedEvent(offset, ev, True, payload)
                 for offset, ev, payload in zip(offsets, events, payloads, strict=True)
             ]
             logged, copies = await self.publisher.fill_gaps(logged, self.epoch)
+            metrics.PHASE.labels("publish").observe(time.perf_counter() - publishing)
+            metrics.PROJECTION_LAG.set(len(logged))
             self.faults.after_publish()
         self._pending = asyncio.create_task(
             self._project(batch, events, logged, copies, duplicates)
@@ -219,6 +241,7 @@ class BatchPipeline:
         copies: bool,
         duplicates: int,
     ) -> None:
+        projecting = time.perf_counter()
         found = await project(
             self.conn,
             tracking_name=self.s.worker_name,
@@ -230,11 +253,14 @@ class BatchPipeline:
             fresh_decisions=not copies,
             on_unstorable=self._answer_set_aside,
         )
+        metrics.PHASE.labels("project").observe(time.perf_counter() - projecting)
+        metrics.PROJECTION_LAG.set(0)
         if found:
             await self.artifacts.discard_files_of(found)
         self.artifacts.clean_after_commit(batch.with_files, events)
         registered = sum(isinstance(e, CardRegistered) for e in events)
         unstored = sum(1 for f in found if f.decided and isinstance(f.item.event, CardRegistered))
+        self._count(batch, events, found)
         log.info(
             "batch projected",
             commands=len(batch.records),
@@ -244,6 +270,24 @@ class BatchPipeline:
             set_aside=len(found),
             last_offset=batch.records[-1].offset,
         )
+
+    @staticmethod
+    def _count(batch: Batch, events: list[Event], found: list[SetAside]) -> None:
+        """The committed batch's metrics: outcomes (one `inc` per label set) and the
+        end-to-end latency of its registrations."""
+        set_aside = {f.item.event.command_id for f in found if f.decided}
+        metrics.count_outcomes(events, set_aside)
+        registered = {
+            e.command_id
+            for e in events
+            if isinstance(e, CardRegistered) and e.command_id not in set_aside
+        }
+        if registered:
+            metrics.observe_registrations(
+                item.issued_at
+                for item in batch.items
+                if isinstance(item, RegisterCard) and item.command_id in registered
+            )
 
     async def _answer_set_aside(self, items: list[SetAside]) -> list[LoggedEvent]:
         """project()'s hook in the live batch, inside its transaction: publish a rejection for

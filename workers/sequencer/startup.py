@@ -23,6 +23,7 @@ from registry_core.domain.events import OPSML_NAMESPACE, SequencerStarted, event
 from registry_core.persistence.db import LOCK_NAMESPACE, SEQUENCER_LOCK, Q
 from registry_core.persistence.projection import get_tracking
 from registry_core.settings import Settings
+from workers.sequencer.health import STATUS
 
 log = structlog.get_logger("opsml.sequencer")
 
@@ -34,7 +35,9 @@ async def acquire_lock(conn: asyncpg.Connection, stop: asyncio.Event, retry_seco
     while not stop.is_set():
         if await conn.fetchval(Q["try_advisory_lock"], LOCK_NAMESPACE, SEQUENCER_LOCK):
             log.info("sequencer lock acquired: active")
+            STATUS.set("starting")  # active once caught up (the pipeline says so)
             return True
+        STATUS.lock_attempted()  # a healthy standby: its connection answers
         if not announced:
             log.info("another sequencer holds the lock: waiting as hot standby")
             announced = True

@@ -23,8 +23,10 @@ import asyncpg.exceptions._base
 import structlog
 from aiokafka.errors import KafkaError
 
+from registry_core import metrics
 from registry_core.errors import InfrastructureError
 from registry_core.settings import Settings
+from workers.sequencer.health import STATUS
 from workers.sequencer.worker import Sequencer
 
 log = structlog.get_logger("opsml.sequencer.supervisor")
@@ -81,6 +83,7 @@ async def supervise(
             await sequencer.run(stop)
             return  # `stop` was set (or the standby was told to stop)
         except Exception as exc:
+            STATUS.set("starting")  # not ready until a fresh sequencer is active or standby
             if stop.is_set():
                 return
             if not is_transient(exc):
@@ -90,6 +93,7 @@ async def supervise(
             if sequencer.ready.is_set() or loop.time() - started > HEALTHY_AFTER_SECONDS:
                 delay = backoff_first  # it got going again: this is a new outage
             restarts += 1
+            metrics.RESTARTS.inc()
             log.warning(
                 "sequencer lost a backing service; starting it again",
                 error=f"{type(exc).__name__}: {exc}",

@@ -1,17 +1,23 @@
-"""Operations and bootstrap: the health check and the configuration a client reads first."""
+"""Operations and bootstrap: health (`/healthz`), the probes (`/livez`, `/readyz`), Prometheus
+`/metrics` and the configuration a client reads first."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 import registry_core
+from registry_core import metrics
 from registry_core.auth import Scope, issue_grant
 from registry_core.contracts.http import ClientConfig, CommandGrant, Health, KafkaConfig
+from registry_core.persistence import db
 from registry_core.persistence.tracking import get_tracking
 from workers.api.deps import PoolDep, SettingsDep, principal
 
@@ -32,6 +38,77 @@ async def healthz(pool: PoolDep, s: SettingsDep) -> Any:
         "epoch": tracking.claimed_epoch if tracking else None,
     }
     return Health(status="ok", database=True, sequencer=seq)
+
+
+PROBE_TIMEOUT_S = 2.0
+KAFKA_CHECK_TTL_S = 5.0  # a probe every few seconds from each kubelet: one metadata call per TTL
+
+
+@router.get("/livez", tags=["ops"])
+async def livez() -> dict[str, str]:
+    """Liveness: the process answers (no dependency is checked; a restart would not fix one)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", tags=["ops"])
+async def readyz(request: Request, pool: PoolDep, s: SettingsDep) -> JSONResponse:
+    """Readiness: Postgres answers, the schema's migrations are at this build's head, and the
+    Kafka cluster's metadata (with both topics) can be read. 503 with the failing checks."""
+    checks: dict[str, str] = {}
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            async with pool.acquire() as conn:
+                applied = {r["version"] for r in await conn.fetch(db.Q["applied_migrations"])}
+        head = max(v for v, _, _ in db.migration_files())
+        missing = sorted({v for v, _, _ in db.migration_files()} - applied)
+        checks["database"] = "ok"
+        checks["migrations"] = "ok" if not missing else f"pending: {missing} (head {head})"
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+        checks["migrations"] = "unknown"
+    checks["kafka"] = await _kafka_check(request, s)
+    ok = all(v == "ok" for v in checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks},
+        status_code=200 if ok else 503,
+    )
+
+
+async def _kafka_check(request: Request, s: Any) -> str:
+    """The cluster's metadata, read through one long-lived client; the answer is kept for
+    KAFKA_CHECK_TTL_S so that probes do not become load on the brokers."""
+    state = request.app.state
+    cached = getattr(state, "kafka_probe", None)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < KAFKA_CHECK_TTL_S:
+        return str(cached[1])
+    client: AIOKafkaClient | None = getattr(state, "kafka_probe_client", None)
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            if client is None:
+                client = AIOKafkaClient(
+                    bootstrap_servers=s.kafka_bootstrap_servers,
+                    request_timeout_ms=int(PROBE_TIMEOUT_S * 1000),
+                    **s.kafka_client_kwargs(),
+                )
+                state.kafka_probe_client = client
+                await client.bootstrap()
+            md = await client.fetch_all_metadata()
+        missing = {s.commands_topic, s.events_topic} - set(md.topics())
+        result = "ok" if not missing else f"topics missing: {sorted(missing)}"
+    except Exception as exc:  # any failure to reach the brokers is "not ready", never a 500
+        result = f"unreachable: {type(exc).__name__}"
+        if client is not None:
+            state.kafka_probe_client = None
+            await client.close()
+    state.kafka_probe = (now, result)
+    return result
+
+
+@router.get("/metrics", tags=["ops"], include_in_schema=False)
+async def prometheus_metrics() -> Response:
+    """Prometheus text format: requests, latency, artifact bytes, open long-polls."""
+    return Response(metrics.render(metrics.API), media_type=metrics.CONTENT_TYPE)
 
 
 @router.get("/api/v1/config", response_model=ClientConfig, tags=["client"])
