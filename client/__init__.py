@@ -17,6 +17,7 @@ from client.cards import (
     RunCard,
 )
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
+from client.offline import load_card_dir
 from client.registry import AsyncCardRegistry
 from client.subscribe import (
     EventFilter,
@@ -79,6 +80,7 @@ __all__ = [
     "UnknownReference",
     "VersionConflict",
     "WrongRegistry",
+    "load_card_dir",
     "on_event",
     "run_handlers",
     "subscribe",

@@ -10,6 +10,7 @@ domain's (they simply carry no files).
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from datetime import datetime
@@ -84,14 +85,32 @@ class Card(domain.Card):
         (data, model, ...). With an AsyncCardRegistry this returns an awaitable."""
         return self._source().load_artifacts(self, path)
 
-    def download_artifacts(self, path: str) -> Any:
-        """Download every artifact of this card into directory `path`, verified by sha256."""
-        return self._source().download_artifacts(self, path)
+    def download_artifacts(self, path: str | os.PathLike[str]) -> Any:
+        """Download every artifact of this card into directory `path`, verified by sha256, and
+        write `card.json` beside them: a bundle `client.load_card_dir(path)` loads with no
+        registry (docs/deployment.md). With an AsyncCardRegistry this returns an awaitable."""
+        from client import bundle
+
+        result = self._source().download_artifacts(self, path)
+        if self.uid is None:  # (a registry refuses an unregistered card: nothing to describe)
+            return result
+        if inspect.isawaitable(result):
+            return _then_describe(result, self, path)
+        bundle.write_card_json(self, path)
+        return result
 
     def _source(self) -> Source:
         if self._origin is None or self._origin.source is None:
             raise RuntimeError(NOT_FROM_A_REGISTRY)
         return self._origin.source
+
+
+async def _then_describe(downloading: Any, card: Card, path: str | os.PathLike[str]) -> Any:
+    from client import bundle
+
+    paths = await downloading
+    bundle.write_card_json(card, path)
+    return paths
 
 
 def _filter_rows(data: Any, column: str, value: Any) -> Any:

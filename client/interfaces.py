@@ -103,6 +103,12 @@ def _framework(model: Any) -> str:
     )
 
 
+def _version(dist: str) -> str:
+    from importlib.metadata import version
+
+    return version(dist)
+
+
 def save_model(model: Any, directory: Path) -> tuple[list[str], dict[str, Any]]:
     framework = _framework(model)
     versions = {"python": platform.python_version()}
@@ -111,7 +117,8 @@ def save_model(model: Any, directory: Path) -> tuple[list[str], dict[str, Any]]:
         import skops.io as sio
 
         sio.dump(model, directory / "model.skops")
-        versions |= {"scikit-learn": sklearn.__version__}
+        versions |= {"scikit-learn": sklearn.__version__, "skops": _version("skops")}
+        versions |= {"numpy": _version("numpy")}
         return ["model.skops"], {
             "framework": "sklearn",
             "model_format": "skops",

@@ -26,7 +26,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from client import interfaces, retry
+from client import exports, interfaces, retry
 from client.cards import pending_files
 from registry_core.domain.artifacts import ArtifactRef, validate_artifact_path
 from registry_core.domain.cards import Card, DataCard, ModelCard
@@ -67,12 +67,18 @@ def prepared(card: Card) -> Iterator[tuple[list[tuple[ArtifactRef, Path]], dict[
             attrs |= learnt
         if isinstance(card, ModelCard) and card.model is not None:
             names, learnt = interfaces.save_model(card.model, tmp)
+            if learnt["framework"] == "torch":
+                exports.check_init_kwargs(card.model, card.model_init_kwargs)
+            files |= {n: tmp / n for n in names}
+            attrs |= learnt
+            names, learnt = exports.make_exports(card, learnt, tmp)
             files |= {n: tmp / n for n in names}
             attrs |= learnt
         if isinstance(card, ModelCard) and card.sample_data is not None:
             name, learnt = interfaces.save_table(card.sample_data, tmp, "sample_data")
             files[name] = tmp / name
             attrs["sample_data_type"] = learnt["data_type"]
+            attrs["feature_map"] = learnt["feature_map"]
         for name, local in attached.items():
             files[validate_artifact_path(name)] = Path(local)
         manifest = [

@@ -199,6 +199,14 @@ class ModelCard(Card):
     model_class: str | None = None
     model_init_kwargs: dict[str, Json] = Field(default_factory=dict)
     sample_data_type: str | None = None
+    # the model's inputs, learnt from sample_data: column (or "dtype"/"shape") -> type
+    feature_map: dict[str, str] = Field(default_factory=dict)
+    # options read at registration: ONNX (the `onnx` extra) and, for torch with sample_data, a
+    # class-free torch.export program (so serving needs no training code)
+    export_onnx: bool = False
+    export_torch: bool = True
+    # exports stored with the model: kind ("onnx", "torch.export") -> artifact path
+    exports: dict[str, str] = Field(default_factory=dict)
 
 
 class Metric(Storable):
