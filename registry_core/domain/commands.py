@@ -12,6 +12,7 @@ from uuid import UUID
 
 from pydantic import ConfigDict, Field, field_validator
 
+from registry_core.domain.aliases import validate_alias
 from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.bounds import Storable, StoredDatetime
 from registry_core.domain.cards import (
@@ -115,5 +116,34 @@ class DeleteCard(CommandBase):
     uid: UUID
 
 
-Command = Annotated[RegisterCard | UpdateCard | DeleteCard, Field(discriminator="type")]
-AnyCommand = RegisterCard | UpdateCard | DeleteCard
+class SetAlias(CommandBase):
+    """Point an alias of this registry/space/name at one version (the card `uid`): a new alias,
+    or a move (the event keeps where it pointed before)."""
+
+    type: Literal["set_alias"] = "set_alias"
+    alias: str
+    uid: UUID
+
+    @field_validator("alias")
+    @classmethod
+    def _valid_alias(cls, value: str) -> str:
+        return validate_alias(value)
+
+
+class RemoveAlias(CommandBase):
+    """Remove an alias of this registry/space/name."""
+
+    type: Literal["remove_alias"] = "remove_alias"
+    alias: str
+
+    @field_validator("alias")
+    @classmethod
+    def _valid_alias(cls, value: str) -> str:
+        return validate_alias(value)
+
+
+Command = Annotated[
+    RegisterCard | UpdateCard | DeleteCard | SetAlias | RemoveAlias, Field(discriminator="type")
+]
+AnyCommand = RegisterCard | UpdateCard | DeleteCard | SetAlias | RemoveAlias
+AliasCommand = SetAlias | RemoveAlias

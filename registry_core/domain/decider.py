@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
+from registry_core.domain import aliases as card_aliases
 from registry_core.domain import attributes as card_attributes
 from registry_core.domain.cards import (
     CARD_CLASSES,
@@ -27,7 +28,14 @@ from registry_core.domain.cards import (
     card_types_for,
     lineage_uids,
 )
-from registry_core.domain.commands import AnyCommand, DeleteCard, RegisterCard, UpdateCard
+from registry_core.domain.commands import (
+    AnyCommand,
+    DeleteCard,
+    RegisterCard,
+    RemoveAlias,
+    SetAlias,
+    UpdateCard,
+)
 from registry_core.domain.errors import (
     MAX_REASON,
     CardIsDeleted,
@@ -42,6 +50,8 @@ from registry_core.domain.errors import (
     clip,
 )
 from registry_core.domain.events import (
+    AliasRemoved,
+    AliasSet,
     CardDeleted,
     CardRegistered,
     CardUpdated,
@@ -102,6 +112,8 @@ def referenced_uids(command: AnyCommand) -> list[UUID]:
             return lineage_uids(cls, command.attributes) if cls else []
         except (ValueError, TypeError):
             return []  # malformed uids: decide reports them properly
+    if isinstance(command, RemoveAlias):
+        return []  # (the name's state says where the alias points)
     uids = [command.uid]
     if isinstance(command, UpdateCard) and command.attributes:
         # lineage fields may change; the card class is only known from the target record, so
@@ -145,7 +157,7 @@ def _check_lineage(cls: type[Card], attributes: dict[str, Any], refs: Refs) -> N
                 )
 
 
-def _target(command: UpdateCard | DeleteCard, refs: Refs) -> CardRecord:
+def _target(command: UpdateCard | DeleteCard | SetAlias, refs: Refs) -> CardRecord:
     target = refs.get(command.uid)
     if target is None or target.key != command.key:
         where = f" (it is {target.key})" if target is not None else ""
@@ -163,7 +175,18 @@ def decide(command: AnyCommand, state: NameState, refs: Refs, ctx: Context) -> l
         return [_register(command, state, refs, ctx)]
     if isinstance(command, UpdateCard):
         return [_update(command, refs, ctx)]
-    return [_delete(command, refs, ctx)]
+    if isinstance(command, SetAlias):
+        fields = card_aliases.set_alias(
+            command.alias, _target(command, refs), state.aliases, command.actor
+        )
+        return [AliasSet(**_envelope(command.command_id, ctx), **fields)]
+    if isinstance(command, RemoveAlias):
+        fields = card_aliases.remove_alias(command.key, command.alias, state.aliases, command.actor)
+        where: dict[str, Any] = {
+            "registry": command.registry, "space": command.space, "name": command.name,
+        }  # fmt: skip
+        return [AliasRemoved(**_envelope(command.command_id, ctx), **where, **fields)]
+    return [_delete(command, state, refs, ctx)]
 
 
 def _register(command: RegisterCard, state: NameState, refs: Refs, ctx: Context) -> Event:
@@ -230,11 +253,12 @@ def _update(command: UpdateCard, refs: Refs, ctx: Context) -> Event:
     return CardUpdated(**_envelope(command.command_id, ctx), card=record, changed=changed)
 
 
-def _delete(command: DeleteCard, refs: Refs, ctx: Context) -> Event:
+def _delete(command: DeleteCard, state: NameState, refs: Refs, ctx: Context) -> Event:
     target = _target(command, refs)
     cls = CARD_CLASSES.get(target.card_type)
     if cls is not None and not cls.deletable:
         raise NotDeletable(f"{cls.card_type}s cannot be deleted ({target.key} {target.version})")
+    card_aliases.check_deletable(target, state.aliases)
     record = target.model_copy(update={"status": "deleted", "updated_at": ctx.now})
     return CardDeleted(**_envelope(command.command_id, ctx), card=record)
 
@@ -333,7 +357,7 @@ def _where(event: Event | None) -> tuple[RegistryType | None, str | None, str | 
     name: object
     if isinstance(event, CardRegistered | CardUpdated | CardDeleted):
         registry, space, name = event.card.registry, event.card.space, event.card.name
-    elif isinstance(event, CommandRejected):
+    elif isinstance(event, CommandRejected | AliasSet | AliasRemoved):
         registry, space, name = event.registry, event.space, event.name
     else:
         return None, None, None

@@ -122,6 +122,18 @@ class NameTaken(RegistryError):
     code = "name_taken"
 
 
+class AliasNotFound(RegistryError, LookupError):
+    """No such alias on this card name (now, or at the moment asked about)."""
+
+    code = "alias_not_found"
+
+
+class AliasInUse(RegistryError):
+    """An alias points at this version: move or remove the alias first."""
+
+    code = "alias_in_use"
+
+
 class Unauthenticated(RegistryError):
     """No valid API token (or, for a command, no valid signature): this registry requires one."""
 
@@ -156,6 +168,8 @@ ERRORS_BY_CODE: dict[str, type[RegistryError]] = {
         NameTaken,
         Unauthenticated,
         Forbidden,
+        AliasNotFound,
+        AliasInUse,
     )
 }
 

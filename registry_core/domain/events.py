@@ -105,6 +105,43 @@ class CommandRejected(EventBase):
         return None
 
 
+class AliasSet(EventBase):
+    """An alias of registry/space/name now points at `version` (card `uid`); `previous_*` is
+    where it pointed before (None: a new alias). `actor` is who moved it."""
+
+    type: Literal["alias_set"] = "alias_set"
+    registry: RegistryType
+    space: str = Field(max_length=64)
+    name: str = Field(max_length=64)
+    alias: str = Field(max_length=64)
+    uid: UUID
+    version: str = Field(max_length=256)
+    previous_uid: UUID | None = None
+    previous_version: str | None = Field(default=None, max_length=256)
+    actor: str | None = Field(default=None, max_length=256)
+
+    @property
+    def partition_key(self) -> str | None:
+        return card_key(self.registry, self.space, self.name)
+
+
+class AliasRemoved(EventBase):
+    """An alias of registry/space/name was removed; `uid`/`version` is where it pointed."""
+
+    type: Literal["alias_removed"] = "alias_removed"
+    registry: RegistryType
+    space: str = Field(max_length=64)
+    name: str = Field(max_length=64)
+    alias: str = Field(max_length=64)
+    uid: UUID
+    version: str = Field(max_length=256)
+    actor: str | None = Field(default=None, max_length=256)
+
+    @property
+    def partition_key(self) -> str | None:
+        return card_key(self.registry, self.space, self.name)
+
+
 class SequencerStarted(EventBase):
     """A sequencer took the lock with a new epoch. Events of older epochs after this marker are
     ignored by every projection (a fenced-off worker that kept publishing)."""
@@ -113,7 +150,14 @@ class SequencerStarted(EventBase):
 
 
 Event = Annotated[
-    CardRegistered | CardUpdated | CardDeleted | CommandRejected | SequencerStarted,
+    CardRegistered
+    | CardUpdated
+    | CardDeleted
+    | CommandRejected
+    | SequencerStarted
+    | AliasSet
+    | AliasRemoved,
     Field(discriminator="type"),
 ]
+AliasEvent = AliasSet | AliasRemoved
 CardEvent = CardRegistered | CardUpdated | CardDeleted

@@ -17,7 +17,14 @@ from uuid import UUID
 import semver
 
 from registry_core.domain.cards import CardRecord
-from registry_core.domain.events import CardDeleted, CardRegistered, CardUpdated, Event
+from registry_core.domain.events import (
+    AliasRemoved,
+    AliasSet,
+    CardDeleted,
+    CardRegistered,
+    CardUpdated,
+    Event,
+)
 from registry_core.domain.versioning import latest
 
 Refs = Mapping[UUID, CardRecord]
@@ -34,6 +41,8 @@ class NameState:
 
     versions: AbstractSet[str] = field(default_factory=frozenset)
     newest: semver.Version | None = None
+    # alias -> (uid, version) it points at; replaced (never changed in place) by evolve
+    aliases: Mapping[str, tuple[UUID, str]] = field(default_factory=dict)
 
 
 INITIAL_STATE = NameState()
@@ -45,6 +54,8 @@ parse_version = functools.lru_cache(maxsize=65_536)(semver.Version.parse)
 
 def evolve(state: NameState, event: Event) -> NameState:
     if not isinstance(event, CardRegistered):
+        if isinstance(event, AliasSet | AliasRemoved):
+            return _moved(state, event)
         return state  # updates, deletes and rejections take no version (deleted ones stay taken)
     version = event.card.version
     newest = _newer(state, parse_version(version))
@@ -53,7 +64,16 @@ def evolve(state: NameState, event: Event) -> NameState:
         versions.add(version)
     else:
         versions = versions | {version}
-    return NameState(versions, newest)
+    return NameState(versions, newest, state.aliases)
+
+
+def _moved(state: NameState, event: AliasSet | AliasRemoved) -> NameState:
+    aliases = dict(state.aliases)
+    if isinstance(event, AliasSet):
+        aliases[event.alias] = (event.uid, event.version)
+    else:
+        aliases.pop(event.alias, None)
+    return NameState(state.versions, state.newest, aliases)
 
 
 def _newer(state: NameState, v: semver.Version) -> semver.Version:
