@@ -18,6 +18,8 @@ from workers.api.guard import OPEN_PATHS, Guard
 from workers.api.lifespan import lifespan
 from workers.api.observe import Observe
 from workers.api.routers import artifacts, cards, commands, ops, tokens, webhooks
+from workers.ui import UiPaths
+from workers.ui import install as install_ui
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -48,13 +50,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # refusal, authentication), then the fast path answers the client's long-poll, and only
     # the rest reaches FastAPI's routing.
     app.add_middleware(FastOutcome, wait_max=s.command_wait_max_seconds)
+    # one token cache for the guard and the UI's cookie sessions; the UI's paths are left to
+    # the UI, which checks its cookie with that same cache (workers/ui/access.py)
+    app.state.tokens = TokenCache(s.token_cache_seconds)
     app.add_middleware(
-        Guard, auth_on=auth_on, tokens=TokenCache(s.token_cache_seconds),
-        open_paths=OPEN_PATHS | docs.ASSET_PATHS,
+        Guard, auth_on=auth_on, tokens=app.state.tokens,
+        open_paths=UiPaths(OPEN_PATHS | docs.ASSET_PATHS),
     )  # fmt: skip
     app.add_middleware(Observe)  # outermost: a request id and the metrics of every request
     docs.install(app)
     for router in (ops.router, tokens.router, cards.router, commands.router, artifacts.router):
         app.include_router(router)
     app.include_router(webhooks.router)
+    install_ui(app)  # the web UI at / and /ui/ (docs/ui.md)
     return app

@@ -17,6 +17,7 @@ from registry_core.persistence import db
 from registry_core.settings import Settings
 from registry_core.storage import open_store
 from workers.api.waiters import OutcomeWaiters
+from workers.ui import LiveHub
 
 log = structlog.get_logger("opsml.api")
 
@@ -47,6 +48,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.pool = await db.create_pool(s.dsn, min_size=1, max_size=10, reset=_keep_session)
     app.state.waiters = OutcomeWaiters(s.dsn)
     await app.state.waiters.start()
+    app.state.ui_live = LiveHub(s.dsn)  # the web UI's live feed (workers/ui/live.py)
+    app.state.ui_live.on_change.append(app.state.ui_counts.expire)
+    await app.state.ui_live.start()
     app.state.store = open_store(
         s.storage_uri, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region
     )
@@ -63,5 +67,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         probe = getattr(app.state, "kafka_probe_client", None)  # /readyz's (routers/ops.py)
         if probe is not None:
             await probe.close()
+        await app.state.ui_live.stop()
         await app.state.waiters.stop()
         await app.state.pool.close()

@@ -1,0 +1,242 @@
+"""The web UI in a real browser (Debian's Chromium through Playwright) against one real stack:
+every page renders with no console error and is screenshotted, search by version constraint
+works, the metrics chart shows every logged point (two runs on one chart), keyboard navigation
+and labels hold (the accessibility tree), and a card registered, updated or deleted by the
+client appears on pages that are already open, without a reload, within 2 s."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client import AsyncCardRegistry, DataCard
+from tests.browser.conftest import Console, module_stack
+from tests.browser.seed import Seeded, seed
+from tests.conftest import Stack
+
+pytestmark = pytest.mark.integration
+LIVE_LIMIT = 2.0  # seconds (the issue's browser test; the design target is 1 s)
+
+
+@pytest.fixture(scope="module")
+def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    yield from module_stack(tmp_path_factory.mktemp("ui"))
+
+
+@pytest.fixture(scope="module")
+async def seeded(ui_stack: Stack) -> Seeded:
+    return await seed(ui_stack.url)
+
+
+@pytest.fixture
+async def ctx(browser: Any) -> AsyncIterator[tuple[Any, Console]]:
+    context = await browser.new_context(viewport={"width": 1100, "height": 760})
+    console = Console()
+    context.on("page", console.watch)
+    try:
+        yield context, console
+    finally:
+        await context.close()
+
+
+async def _open(context: Any, console: Console, url: str) -> Any:
+    page = await context.new_page()
+    console.watch(page)
+    resp = await page.goto(url)
+    assert resp is not None and resp.status == 200, (url, resp and resp.status)
+    await page.wait_for_selector("#live-state[data-state=live]", timeout=5000)
+    return page
+
+
+async def test_every_page_renders_without_console_errors(
+    ui_stack: Stack, seeded: Seeded, ctx: tuple[Any, Console], shots: Path
+) -> None:
+    context, console = ctx
+    c = seeded.cards
+    pages = {
+        "overview": ("/", "Registry overview"),
+        "names": ("/ui/r/data/demo", "data cards in demo"),
+        "versions": ("/ui/r/data/demo/churn-data", "data/demo/churn-data"),
+        "card-data": (f"/ui/cards/{c['data'].uid}", "churn-data"),
+        "card-model": (f"/ui/cards/{c['model'].uid}", "churn-model"),
+        "card-run": (f"/ui/cards/{c['run1'].uid}?compare={c['run0'].uid}", "churn-train"),
+        "card-audit": (f"/ui/cards/{c['audit'].uid}", "churn-audit"),
+        "card-prompt": (f"/ui/cards/{c['prompt'].uid}", "churn-explain"),
+        "events": ("/ui/events", "Event feed"),
+        "login": ("/ui/login", "Log in"),
+    }
+    for shot, (path, heading) in pages.items():
+        page = await _open(context, console, ui_stack.url + path)
+        assert heading in await page.locator("h1").inner_text(), shot
+        await page.screenshot(path=str(shots / f"{shot}.png"))
+        await page.close()
+    assert console.errors == []
+
+    # what each card page must show, read in the browser
+    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{c['model'].uid}")
+    body = await page.locator("main").inner_text()
+    for text in (
+        "sklearn",
+        "scikit-learn",
+        "churn-data 1.0.0",
+        "sample_data.parquet",
+        "model.skops",
+    ):
+        assert text in body, text
+    assert await page.locator("svg.lineage a").count() >= 3  # data upstream, runs/audit down
+    sha = c["model"].artifacts[0].sha256
+    assert sha in body
+    async with page.expect_download() as dl:
+        await page.get_by_role("link", name="model.skops").click()
+    assert (await dl.value).suggested_filename == "model.skops"
+    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{c['data'].uid}")
+    body = await page.locator("main").inner_text()
+    for text in ("age", "int64", "plan", "Rows", "4"):
+        assert text in body, text
+    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{c['audit'].uid}")
+    assert "Is any group harmed?" in await page.locator("main").inner_text()
+    assert await page.get_by_text("approved", exact=True).count() == 1
+    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{c['prompt'].uid}")
+    assert "Explain why {customer} may leave." in await page.locator("main").inner_text()
+    # versions in semver order, the pre-release marked, the deleted one a tombstone
+    page = await _open(context, console, f"{ui_stack.url}/ui/r/data/demo/churn-data")
+    rows = page.locator("tr[data-version]")
+    versions = [await rows.nth(i).get_attribute("data-version") for i in range(await rows.count())]
+    assert versions == [c["pre"].version, "1.3.0", "1.2.0", "1.1.0", "1.0.0"]
+    assert "pre-release" in await rows.nth(0).inner_text()
+    assert await page.locator("tr.tombstone").count() == 1
+    assert "deleted" in await page.locator("tr.tombstone").inner_text()
+    assert console.errors == []
+
+
+async def test_metrics_chart_shows_every_logged_point(
+    ui_stack: Stack, seeded: Seeded, ctx: tuple[Any, Console]
+) -> None:
+    context, console = ctx
+    c = seeded.cards
+    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{c['run0'].uid}")
+    assert await page.locator("svg.chart circle.pt").count() == seeded.run_points["run0"]
+    # compare: tick the other run and submit with the keyboard; both runs on the same charts
+    await page.get_by_label(c["run1"].version).check()
+    await page.get_by_role("button", name="Compare").press("Enter")
+    await page.wait_for_url(f"**compare={c['run1'].uid}**")
+    total = seeded.run_points["run0"] + seeded.run_points["run1"]
+    assert await page.locator("svg.chart circle.pt").count() == total
+    loss = page.locator('svg.chart[data-metric="loss"]')
+    assert await loss.locator("g.series").count() == 2
+    assert await loss.locator("g.series").nth(1).locator("circle.pt").count() == 16
+    assert "lr" in await page.locator("table.params").inner_text()
+    assert console.errors == []
+
+
+async def test_search_by_constraint_tags_and_name(
+    ui_stack: Stack, seeded: Seeded, ctx: tuple[Any, Console]
+) -> None:
+    context, console = ctx
+    page = await _open(context, console, f"{ui_stack.url}/ui/r/data")
+
+    async def search(**fields: str) -> list[str]:
+        for label, key in (("Name contains", "q"), ("Tags", "tags"), ("Version", "version")):
+            await page.get_by_label(label).fill(fields.get(key, ""))
+        await page.get_by_label("Version").press("Enter")  # submit from the keyboard
+        await page.wait_for_load_state()
+        cells = page.locator("table.names tbody tr")
+        return [
+            (await cells.nth(i).locator("td").nth(1).inner_text())
+            + " "
+            + (await cells.nth(i).locator("td").nth(2).inner_text()).split()[0]
+            for i in range(await cells.count())
+        ]
+
+    # names by space, then name; each with its newest version in the constraint (1.3.0 is
+    # deleted, 2.0.0-rc.N is a pre-release of 2.0.0)
+    assert await search(version="^1.2") == ["churn-data 1.2.0", "events-1 1.5.0"]
+    assert await search(version="1.*") == ["churn-data 1.2.0", "events-1 1.5.0"]
+    assert await search(version=">=0.5,<1") == ["events-0 0.9.0"]
+    pre = f"churn-data {seeded.cards['pre'].version}"
+    assert await search(version=">=2.0.0-rc.0") == [pre, "events-2 2.4.0"]
+    assert await search(q="churn", tags="team:growth") == ["churn-data 1.0.0"]
+    assert await search(q="events", version="~2.4") == ["events-2 2.4.0"]
+    # a bad constraint: a clear message on the page, not a JSON body
+    await page.get_by_label("Version").fill("^^1")
+    await page.get_by_label("Version").press("Enter")
+    await page.wait_for_load_state()
+    assert "invalid version constraint" in await page.get_by_role("alert").inner_text()
+    assert [e for e in console.errors if "400" not in e] == []
+
+
+async def test_keyboard_navigation_and_labels(
+    ui_stack: Stack, seeded: Seeded, ctx: tuple[Any, Console]
+) -> None:
+    context, console = ctx
+    page = await _open(context, console, f"{ui_stack.url}/ui/r/data/demo")
+    # the first Tab reaches the skip link, which moves focus to the main content
+    await page.keyboard.press("Tab")
+    assert await page.evaluate("document.activeElement.textContent") == "Skip to content"
+    await page.keyboard.press("Enter")
+    assert await page.evaluate("document.activeElement.id") == "content"
+    # every form field has a label (the accessibility tree names it)
+    tree = await page.locator("body").aria_snapshot()
+    for name in ("Name contains", "Tags", "Version", "Include deleted"):
+        assert f'"{name}"' in tree, name
+    assert 'navigation "Main"' in tree and "main:" in tree and "heading" in tree
+    unnamed = await page.evaluate(
+        """() => [...document.querySelectorAll('input:not([type=hidden]), button, a[href]')]
+             .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                           && !el.textContent.trim()).map(el => el.outerHTML)"""
+    )
+    assert unnamed == []
+    # Tab walks the search form in order
+    await page.get_by_label("Name contains").focus()
+    order = []
+    for _ in range(4):
+        await page.keyboard.press("Tab")
+        order.append(
+            await page.evaluate("document.activeElement.id || document.activeElement.textContent")
+        )
+    assert order == ["tags", "version", "deleted", "Search"]
+    # charts and the lineage graph are named images; their nodes are links reachable by Tab
+    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{seeded.cards['run0'].uid}")
+    tree = await page.locator("main").aria_snapshot()
+    assert 'img "loss per step' in tree and 'img "lineage:' in tree
+    assert await page.locator("svg.lineage a[href]").count() >= 3
+    assert console.errors == []
+
+
+async def test_changes_appear_on_open_pages_without_reload(
+    ui_stack: Stack, seeded: Seeded, ctx: tuple[Any, Console]
+) -> None:
+    context, console = ctx
+    overview = await _open(context, console, ui_stack.url + "/")
+    names = await _open(context, console, f"{ui_stack.url}/ui/r/data/live")
+    events = await _open(context, console, f"{ui_stack.url}/ui/events")
+    for page in (overview, names, events):  # a reload would reset this marker
+        await page.evaluate("window.__notReloaded = true")
+    async with AsyncCardRegistry("data", tracking_uri=ui_stack.url) as reg:
+        t0 = time.monotonic()
+        card = await reg.register_card(DataCard(space="live", name="fresh-arrival"))
+        acked = time.monotonic() - t0
+        waits = {}
+        for label, page in (("names", names), ("overview", overview), ("events", events)):
+            await page.get_by_text("fresh-arrival").first.wait_for(timeout=LIVE_LIMIT * 1000)
+            waits[label] = time.monotonic() - t0
+        assert max(waits.values()) < LIVE_LIMIT + acked, (acked, waits)
+        print(f"live: acknowledged after {acked:.3f} s, on the open pages after {waits}")
+        # an open card page sees its update, and the versions page its deletion
+        card_page = await _open(context, console, f"{ui_stack.url}/ui/cards/{card.uid}")
+        versions = await _open(context, console, f"{ui_stack.url}/ui/r/data/live/fresh-arrival")
+        card.description = "updated while you watched"
+        t0 = time.monotonic()
+        await reg.update_card(card)
+        await card_page.get_by_text("updated while you watched").wait_for(timeout=LIVE_LIMIT * 1000)
+        await reg.delete_card(card)
+        await versions.locator("tr.tombstone").wait_for(timeout=LIVE_LIMIT * 1000)
+        await card_page.locator("h1 .badge.del").wait_for(timeout=LIVE_LIMIT * 1000)
+        assert time.monotonic() - t0 < 2 * LIVE_LIMIT + 1
+    for page in (overview, names, events):
+        assert await page.evaluate("window.__notReloaded") is True
+    assert console.errors == []

@@ -1,0 +1,156 @@
+"""What the UI's pages read: the overview's counts (cached for a second), a registry's names
+searched by name, tags and version constraint, a name's versions, a card with its lineage and
+metrics, and the event feed. Cards and lineage come from the API's own read functions
+(registry_core/persistence/read.py); the UI's extra queries are named ones in queries/ui.sql or,
+for the search, composed from fixed fragments with $n parameters like `read.list_cards`."""
+
+from __future__ import annotations
+
+import base64
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import orjson
+
+from registry_core.domain.errors import InvalidQuery
+from registry_core.domain.versioning import MAX_PART, parse_constraint
+from registry_core.persistence.db import Q
+from registry_core.persistence.read import Conn
+
+NAMES_PAGE = 50
+EVENTS_PAGE = 50
+COUNTS_TTL = 1.0  # seconds: the overview's counts are a full scan; the live feed re-reads them
+PRECEDENCE = "major DESC, minor DESC, patch DESC, pre_key DESC, event_offset DESC"
+
+
+@dataclass
+class NameSearch:
+    registry: str
+    space: str | None = None
+    q: str = ""  # part of the name
+    tags: dict[str, str] = field(default_factory=dict)
+    version: str = ""  # a constraint: '1.2.3', '1.*', '^1.2', '>=1,<2'
+    include_deleted: bool = False
+    cursor: str | None = None
+    limit: int = NAMES_PAGE
+
+
+def _cursor(space: str, name: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([space, name])).decode()
+
+
+def _uncursor(cursor: str) -> tuple[str, str]:
+    try:
+        space, name = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        if not (isinstance(space, str) and isinstance(name, str)) or "\x00" in space + name:
+            raise ValueError
+        return space, name
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise InvalidQuery(
+            "this page link is not valid any more: start from the first page"
+        ) from None
+
+
+async def search_names(conn: Conn, s: NameSearch) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of names (by space, then name) with at least one version matching every
+    filter, each with its newest matching version; and the cursor of the next page.
+
+    DISTINCT ON in the order of the `cards_precedence` index: the scan walks the index and
+    stops after a page of names, so a page costs the same on a registry of any size."""
+    where: list[str] = []
+    args: list[Any] = []
+
+    def arg(value: Any) -> str:
+        args.append(value)
+        return f"${len(args)}"
+
+    where.append(f"registry = {arg(s.registry)}")
+    if s.space:
+        where.append(f"space = {arg(s.space)}")
+    if not s.include_deleted:
+        where.append(f"status = {arg('active')}")
+    if s.q:
+        where.append(f"strpos(name, {arg(s.q.lower())}) > 0")
+    if s.tags:
+        where.append(f"tags @> {arg(s.tags)}::jsonb")
+    if s.version:
+        constraint = parse_constraint(s.version)  # InvalidQuery with the accepted forms
+        if constraint.exact is not None:
+            where.append(f"version = {arg(constraint.exact)}")
+        for b in constraint.bounds:
+            if max(b.key[:3]) > MAX_PART:
+                if b.op in (">", ">="):
+                    return [], None
+                continue
+            params = ", ".join(arg(v) for v in b.key)
+            where.append(f"(major, minor, patch, pre_key) {b.op} ({params})")
+    if s.cursor:
+        space, name = _uncursor(s.cursor)
+        where.append(f"(space, name) > ({arg(space)}, {arg(name)})")
+    limit = max(1, min(s.limit, 200))
+    sql = (
+        "SELECT DISTINCT ON (space, name) uid, space, name, version, status, created_at, tags,"
+        " card_type, description FROM cards WHERE "
+        + " AND ".join(where)
+        + f" ORDER BY space, name, {PRECEDENCE} LIMIT {arg(limit + 1)}"
+    )
+    rows = [dict(r) for r in await conn.fetch(sql, *args)]
+    more = len(rows) > limit
+    page = rows[:limit]
+    if page:
+        counts = await conn.fetch(
+            Q["ui_name_counts"], s.registry, [r["space"] for r in page], [r["name"] for r in page]
+        )
+        by_name = {(c["space"], c["name"]): c for c in counts}
+        for r in page:
+            c = by_name.get((r["space"], r["name"]))
+            r["versions"] = c["versions"] if c else 0
+            r["deleted"] = c["deleted"] if c else 0
+    return page, (_cursor(page[-1]["space"], page[-1]["name"]) if more else None)
+
+
+class CountsCache:
+    """The overview's per-space counts, read at most once per COUNTS_TTL (a full scan)."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.read_at = -1e9
+
+    async def get(self, conn: Conn) -> list[dict[str, Any]]:
+        if time.monotonic() - self.read_at > COUNTS_TTL:
+            self.rows = [dict(r) for r in await conn.fetch(Q["ui_space_counts"])]
+            self.read_at = time.monotonic()
+        return self.rows
+
+    def expire(self) -> None:
+        """A card changed (the live feed): the next overview reads the counts again."""
+        self.read_at = -1e9
+
+
+def summarise(counts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per registry: its spaces and totals, from the per-space counts."""
+    out: dict[str, dict[str, Any]] = {}
+    for r in counts:
+        reg = out.setdefault(r["registry"], {"registry": r["registry"], "cards": 0, "names": 0,
+                                             "deleted": 0, "spaces": []})  # fmt: skip
+        reg["cards"] += r["cards"]
+        reg["names"] += r["names"]
+        reg["deleted"] += r["deleted"]
+        reg["spaces"].append(r)
+    return list(out.values())
+
+
+async def recent_events(
+    conn: Conn, before: int | None, limit: int = EVENTS_PAGE, types: list[str] | None = None
+) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(Q["ui_recent_events"], before, limit, types)]
+
+
+async def briefs(conn: Conn, command_ids: list[UUID]) -> list[dict[str, Any]]:
+    return [dict(r) for r in await conn.fetch(Q["ui_card_brief"], command_ids)]
+
+
+def is_prerelease(version: str) -> bool:
+    return "-" in version.partition("+")[0]

@@ -1,0 +1,159 @@
+"""The UI's live feed: one LISTEN on `opsml_outcomes` per API process, fanned out to every open
+page as server-sent events.
+
+The sequencer NOTIFYs the ids of the commands it decided in the same transaction that projects
+them (registry.sql, project_batch), so by the time a notification arrives the cards are in the
+read tables. The hub reads what the pages need about those commands (registered, updated or
+deleted: uid, registry, space, name, version) in one query per notification and hands one small
+JSON message to each open stream; the page decides whether it shows that card and re-reads its
+live parts. Nothing polls: an idle page costs one open connection and a comment every 15 s.
+
+A lost LISTEN connection is re-opened within a second, and every stream is then told to re-read
+(`resync`), so nothing that happened meanwhile is missed. A slow page whose queue is full gets a
+`resync` too instead of unbounded memory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import orjson
+import structlog
+
+from registry_core.auth import Principal
+from registry_core.persistence import db
+from workers.ui import data
+from workers.ui.access import may_read
+
+log = structlog.get_logger("opsml.ui.live")
+CHANNEL = "opsml_outcomes"
+QUEUE = 256
+HEARTBEAT = 15.0
+RESYNC = {"kind": "resync"}
+
+
+class Subscriber:
+    def __init__(self, who: Principal | None) -> None:
+        self.who = who
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(QUEUE)
+
+    def offer(self, message: dict[str, Any]) -> None:
+        if message.get("space") is not None and not may_read(self.who, message["space"]):
+            return
+        try:
+            self.queue.put_nowait(message)
+        except asyncio.QueueFull:  # a page that does not keep up re-reads once
+            with contextlib.suppress(asyncio.QueueEmpty):
+                while True:
+                    self.queue.get_nowait()
+            self.queue.put_nowait(RESYNC)
+
+
+class LiveHub:
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.subscribers: set[Subscriber] = set()
+        self.conn: asyncpg.Connection | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._todo: list[str] = []
+        self._reader: asyncio.Task[None] | None = None
+        self.on_change: list[Any] = []  # callables run on every change (the counts cache)
+
+    async def start(self) -> None:
+        try:
+            await self._connect()
+        except Exception as exc:  # the watchdog retries; pages still render
+            log.warning("live feed cannot listen yet", error=str(exc))
+        self._watch = asyncio.create_task(self._watchdog())
+
+    async def stop(self) -> None:
+        for task in (self._watch, self._reader):
+            if task:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self.conn and not self.conn.is_closed():
+            await self.conn.close()
+        for sub in list(self.subscribers):
+            with contextlib.suppress(asyncio.QueueFull):
+                sub.queue.put_nowait(None)  # ends the stream
+
+    async def _connect(self) -> None:
+        conn = await db.connect(self.dsn)
+        try:
+            await db.keep_alive(conn)
+            await conn.add_listener(CHANNEL, self._on_notify)
+        except BaseException:
+            conn.terminate()
+            raise
+        self.conn = conn
+
+    async def _watchdog(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.conn is None or self.conn.is_closed():
+                try:
+                    await self._connect()
+                    log.info("live feed listening again")
+                    self.broadcast(RESYNC)
+                except Exception as exc:
+                    log.warning("live feed cannot listen yet", error=str(exc))
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if not self.subscribers and not self.on_change:
+            return
+        self._todo.extend(c for c in payload.split(",") if c)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while self._todo:
+            ids, self._todo = self._todo, []
+            try:
+                conn = self.conn
+                if conn is None or conn.is_closed():
+                    raise ConnectionError("listener closed")
+                rows = await data.briefs(conn, [UUID(c) for c in ids])
+            except Exception as exc:
+                log.warning("reading notified commands failed", error=type(exc).__name__)
+                self.broadcast(RESYNC)
+                continue
+            for fn in self.on_change:
+                fn()
+            for r in rows:
+                self.broadcast(
+                    {
+                        "kind": r["status"],  # registered | updated | deleted
+                        "uid": str(r["uid"]),
+                        "registry": r["registry"],
+                        "space": r["space"],
+                        "name": r["name"],
+                        "version": r["version"],
+                    }
+                )
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        for sub in list(self.subscribers):
+            sub.offer(message)
+
+    async def stream(self, who: Principal | None) -> AsyncIterator[bytes]:
+        """One page's event stream: `retry` first, then one `data:` line per change."""
+        sub = Subscriber(who)
+        self.subscribers.add(sub)
+        try:
+            yield b"retry: 1000\n: connected\n\n"
+            while True:
+                try:
+                    msg = await asyncio.wait_for(sub.queue.get(), HEARTBEAT)
+                except TimeoutError:
+                    yield b": keep-alive\n\n"
+                    continue
+                if msg is None:
+                    return
+                yield b"data: " + orjson.dumps(msg) + b"\n\n"
+        finally:
+            self.subscribers.discard(sub)
