@@ -19,6 +19,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 
@@ -31,6 +32,7 @@ from registry_core.domain.events import (
 )
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
+disable_created_metrics()  # no `_created` series: half the lines, nothing an alert reads
 
 # ---- the worker ----------------------------------------------------------------------------------
 
