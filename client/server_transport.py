@@ -74,6 +74,16 @@ def database_errors(where: str) -> Iterator[None]:
         ) from exc
 
 
+def _expire(woken: asyncio.Future[Any]) -> None:
+    if not woken.done():
+        woken.set_result(None)
+
+
+async def _keep_session(_conn: asyncpg.Connection) -> None:
+    """No reset query on every release (a round trip per read, as in the API's pool): these
+    connections only run reads, with no session state to undo."""
+
+
 class ServerTransport:
     """One registry reached through its database (`OPSML_TRACKING_URI=postgresql://...`)."""
 
@@ -100,7 +110,9 @@ class ServerTransport:
             async with self._lock:
                 if self._pool is None:
                     with database_errors(self.where):
-                        pool = await db.create_pool(self.dsn, min_size=1, max_size=4)
+                        pool = await db.create_pool(
+                            self.dsn, min_size=1, max_size=4, reset=_keep_session
+                        )
                         try:
                             self._row = await load_settings(pool, self.where)
                         except BaseException:
@@ -185,10 +197,11 @@ class ServerTransport:
                 row = await read.get_outcome_with_card(pool, command_id)
                 left = deadline - time.monotonic()
                 if row is None and left > 0:
+                    timer = asyncio.get_running_loop().call_later(left, _expire, woken)
                     try:
-                        row = await asyncio.wait_for(woken, left)
-                    except TimeoutError:
-                        row = None
+                        row = await woken
+                    finally:
+                        timer.cancel()
                     if row is None:
                         row = await read.get_outcome_with_card(pool, command_id)
             if row is not None:

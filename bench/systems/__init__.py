@@ -6,11 +6,12 @@ from __future__ import annotations
 from bench.systems.base import System
 from bench.systems.mlflow import MlflowGunicorn, MlflowUvicorn
 from bench.systems.opsml import Opsml224
-from bench.systems.ours import Ours, OursDev
+from bench.systems.ours import Ours, OursDev, OursServer
 
 SYSTEMS: dict[str, type[System]] = {
     "ours": Ours,
     "ours-dev": OursDev,
+    "ours-server": OursServer,
     "mlflow": MlflowUvicorn,
     "mlflow-gunicorn": MlflowGunicorn,
     "opsml": Opsml224,

@@ -262,3 +262,18 @@ class OursDev(Ours):
             time.sleep(0.1)
         wait_http(self.uri + "/healthz", 30)
         self.info = {"server": "opsml dev --port P --data-dir D --database-url <throwaway>"}
+
+
+class OursServer(Ours):
+    """The same stack, driven as a server registry (issue 17): the driver's
+    OPSML_TRACKING_URI is the database's URI, so reads and outcome waits go to Postgres directly
+    (LISTEN/NOTIFY) and files straight to the store - one hop fewer than through the API."""
+
+    key = "ours-server"
+    label = "opsml-registry, server registry (OPSML_TRACKING_URI = Postgres; Tansu + worker)"
+
+    def driver_env(self) -> dict[str, str]:
+        return {"OPSML_TRACKING_URI": db_url(self.db)}
+
+    def driver_job(self) -> dict:
+        return {"uri": db_url(self.db), "space": SPACE}
