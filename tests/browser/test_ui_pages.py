@@ -67,7 +67,6 @@ async def test_every_page_renders_without_console_errors(
         "card-audit": (f"/ui/cards/{c['audit'].uid}", "churn-audit"),
         "card-prompt": (f"/ui/cards/{c['prompt'].uid}", "churn-explain"),
         "events": ("/ui/events", "Event feed"),
-        "login": ("/ui/login", "Log in"),
     }
     for shot, (path, heading) in pages.items():
         page = await _open(context, console, ui_stack.url + path)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import UUID
 
@@ -140,8 +140,11 @@ class LiveHub:
         for sub in list(self.subscribers):
             sub.offer(message)
 
-    async def stream(self, who: Principal | None) -> AsyncIterator[bytes]:
-        """One page's event stream: `retry` first, then one `data:` line per change."""
+    async def stream(
+        self, who: Principal | None, recheck: Callable[[], Awaitable[object]] | None = None
+    ) -> AsyncIterator[bytes]:
+        """One page's event stream: `retry` first, then one `data:` line per change. At every
+        heartbeat `recheck` runs (the session's token again): a revoked token ends the stream."""
         sub = Subscriber(who)
         self.subscribers.add(sub)
         try:
@@ -150,6 +153,11 @@ class LiveHub:
                 try:
                     msg = await asyncio.wait_for(sub.queue.get(), HEARTBEAT)
                 except TimeoutError:
+                    if recheck is not None:
+                        try:
+                            await recheck()
+                        except Exception:
+                            return
                     yield b": keep-alive\n\n"
                     continue
                 if msg is None:

@@ -203,7 +203,7 @@ async def stream(request: Request) -> Response:
     except (access.LoginNeeded, RegistryError) as exc:
         return Response(str(exc), status_code=401, media_type="text/plain")
     return StreamingResponse(
-        request.app.state.ui_live.stream(who),
+        request.app.state.ui_live.stream(who, recheck=lambda: access.viewer(request)),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
     )
@@ -219,6 +219,7 @@ async def login_page(request: Request, next: str = "/", why: str = "") -> Respon
 
 @router.post("/ui/login")
 async def login(request: Request) -> Response:
+    form: dict[str, str] = {}
     try:
         form = await access.read_form(request)
         token = form.get("token", "")
@@ -226,7 +227,7 @@ async def login(request: Request) -> Response:
     except RegistryError as exc:
         status = STATUS_FOR_ERROR.get(exc.code, 400)
         return render(request, "login.html", status, error=exc.message, watch={},
-                      next=access.safe_next(request.query_params.get("next")))  # fmt: skip
+                      next=access.safe_next(form.get("next")))  # fmt: skip
     response = Response(status_code=303, headers={"Location": access.safe_next(form.get("next"))})
     access.set_session(response, request, token)
     return response
