@@ -23,6 +23,10 @@ from workers.webhooks.sender import Sender
 log = structlog.get_logger("opsml.webhooks")
 
 RESTART_DELAY_S = 2.0
+# Commits need not wait for the WAL flush: a commit lost in a Postgres crash loses its
+# transaction whole - a "delivered" mark (the delivery is sent again: at least once) or a
+# fan-out with its cursor (the events are fanned out again) - never half of one.
+SESSION = {"synchronous_commit": "off"}
 OUTAGES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError,
            InfrastructureError)  # fmt: skip
 
@@ -84,7 +88,7 @@ class WebhookService:
         return None
 
     async def run(self) -> None:
-        conn = await db.connect(self.settings.dsn)
+        conn = await db.connect(self.settings.dsn, server_settings=SESSION)
         fanout: asyncio.Task[None] | None = None
         try:
             await db.migrate(conn)
@@ -112,7 +116,9 @@ async def run_webhooks(settings: Settings) -> None:
     """The delivery process until cancelled; an outage of Postgres or Kafka restarts it."""
     while True:
         try:
-            pool = await db.create_pool(settings.dsn, min_size=1, max_size=10)
+            pool = await db.create_pool(
+                settings.dsn, min_size=1, max_size=10, server_settings=SESSION
+            )
         except OUTAGES as exc:
             log.warning("webhooks cannot start; retrying", error=str(exc)[:300])
             await asyncio.sleep(RESTART_DELAY_S)
