@@ -49,6 +49,8 @@ from registry_core import messaging
 from registry_core.contracts.http import ClientConfig
 from registry_core.domain.cards import CardRecord, RegistryType, registry_type
 from registry_core.domain.events import (
+    AliasRemoved,
+    AliasSet,
     CardDeleted,
     CardRegistered,
     CardUpdated,
@@ -69,6 +71,8 @@ EVENT_TYPES: dict[str, type[EventBase]] = {
     "card_deleted": CardDeleted,
     "command_rejected": CommandRejected,
     "sequencer_started": SequencerStarted,
+    "alias_set": AliasSet,
+    "alias_removed": AliasRemoved,
 }
 # How far back a subscriber starting mid-log reads to learn the highest epoch so far. A fenced
 # sequencer publishes at most one batch after its successor's marker, so any window longer than a
@@ -146,7 +150,7 @@ class EventFilter:
         if card is not None:
             where = (card.registry, card.space, card.name)
             card_tags: Mapping[str, str] = card.tags
-        elif isinstance(event, CommandRejected):
+        elif isinstance(event, CommandRejected | AliasSet | AliasRemoved):
             where = (event.registry, event.space, event.name)
             card_tags = {}
         else:

@@ -84,6 +84,11 @@ class Settings(BaseSettings):
     grant_key: SecretStr | None = None
     # How long the API and the worker trust a token lookup (revocation takes effect within it).
     token_cache_seconds: float = Field(default=5.0, ge=0)
+    # Aliases only a token with the admin scope may set or remove (comma-separated) ...
+    protected_aliases: str = "prod,production"
+    # ... or a token granted one explicitly: "alias:token_id" pairs, comma-separated
+    # ("prod:3f2a9c1d0b7e"; the token id is the public part of opsml_<id>_<secret>).
+    alias_grants: str = ""
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000

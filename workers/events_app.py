@@ -23,6 +23,8 @@ from faststream.specification import AsyncAPI
 
 import registry_core
 from registry_core.domain.events import (
+    AliasRemoved,
+    AliasSet,
     CardDeleted,
     CardRegistered,
     CardUpdated,
@@ -42,6 +44,11 @@ EVENT_DOCS: dict[type[EventBase], str] = {
     CardDeleted: "A card was deleted (a tombstone; the version stays taken); `card` is its record"
     " with status `deleted`.",
     CommandRejected: "A command was refused; `error_code` and `reason` say why. No card.",
+    AliasSet: "An alias (`prod`) of registry/space/name now points at `version` (card `uid`);"
+    " `previous_version`/`previous_uid` say where it pointed before (null: a new alias), `actor`"
+    " who moved it.",
+    AliasRemoved: "An alias of registry/space/name was removed; `version`/`uid` is where it"
+    " pointed, `actor` who removed it.",
     SequencerStarted: "Internal epoch marker: a sequencer took over with a new `epoch`. Events"
     " of a lower epoch after it are fenced and must be ignored. Subscribers skip it by default.",
 }

@@ -127,6 +127,8 @@ class NewToken(BaseModel):
 
 class CardOut(CardRecord):
     event_offset: int
+    # the aliases pointing at this version (in list results and alias lookups)
+    aliases: list[str] = Field(default_factory=list)
 
 
 class CardList(BaseModel):
@@ -162,7 +164,9 @@ class RunMetrics(BaseModel):
 
 class CommandOutcome(BaseModel):
     command_id: UUID
-    status: Literal["pending", "registered", "updated", "deleted", "rejected"]
+    status: Literal[
+        "pending", "registered", "updated", "deleted", "rejected", "alias_set", "alias_removed"
+    ]
     uid: UUID | None = None
     version: str | None = None
     error_code: str | None = None

@@ -43,6 +43,22 @@ def parse_protected(value: str | Iterable[str]) -> frozenset[str]:
     return frozenset(validate_alias(v.strip()) for v in items if v.strip())
 
 
+def parse_alias_grants(value: str) -> frozenset[tuple[str, str]]:
+    """Explicit grants from a setting: "alias:token_id" pairs, comma-separated."""
+    out = set()
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        alias, sep, token_id = item.strip().partition(":")
+        if not sep or not re.fullmatch(r"[0-9a-f]{12}", token_id.strip()):
+            raise InvalidName(
+                f"alias grant {item.strip()!r} is invalid: write alias:token_id, the token id"
+                " being the 12 hex digits after opsml_ in the token"
+            )
+        out.add((validate_alias(alias.strip()), token_id.strip()))
+    return frozenset(out)
+
+
 def set_alias(
     alias: str, target: CardRecord, aliases: Mapping[str, tuple[UUID, str]], actor: str | None
 ) -> dict[str, Any]:

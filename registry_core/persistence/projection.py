@@ -19,6 +19,7 @@ import structlog
 from registry_core.domain.cards import CardRecord
 from registry_core.domain.errors import RegistryError
 from registry_core.domain.events import CardDeleted, CardRegistered, CardUpdated, Event
+from registry_core.persistence.aliases import AliasRows
 from registry_core.persistence.db import Q
 from registry_core.persistence.rows import (
     ARCHIVE_COLUMNS,
@@ -166,6 +167,7 @@ async def _project(
     metrics: list[tuple[object, ...]] = []
     stored: list[tuple[object, ...]] = []
     rewritten: dict[object, CardRecord] = {}
+    moved = AliasRows()  # alias moves and card changes (for reads "as of" a moment)
     max_epoch, max_offset, max_cmd = 0, -1, command_offset
     notify: list[str] = []
 
@@ -205,6 +207,8 @@ async def _project(
                 metrics.extend(metric_rows(ev.card))
             elif isinstance(ev, CardUpdated | CardDeleted):
                 rewritten[ev.card.uid] = ev.card  # the last record of a uid in the batch wins
+            if not isinstance(ev, CardRegistered):
+                moved.add(ev, item.offset)
             out = outcome_row(ev, item.offset)
             if out is not None:
                 outcomes.append(out)
@@ -227,7 +231,7 @@ async def _project(
 
     if fresh_decisions:
         rows(set())
-        if not (rewritten or stored or lineage or metrics):
+        if not (rewritten or stored or lineage or metrics or moved):
             await write()  # one statement: its own transaction
             return
     async with conn.transaction():
@@ -264,6 +268,8 @@ async def _project(
             await conn.executemany(Q["insert_lineage"], lineage)
         if metrics:
             await conn.executemany(Q["insert_metric"], metrics)
+        if moved:
+            await moved.write(conn)
 
 
 async def _bisect(

@@ -13,6 +13,8 @@ import structlog
 from registry_core.domain.artifacts import card_prefix
 from registry_core.domain.cards import CARD_CLASSES, CardRecord, lineage_uids
 from registry_core.domain.events import (
+    AliasRemoved,
+    AliasSet,
     CardDeleted,
     CardRegistered,
     CardUpdated,
@@ -62,6 +64,14 @@ def outcome_row(event: Event, offset: int) -> dict[str, object] | None:
             "command_id": event.command_id, "status": _OUTCOME_STATUS.get(event.type, "deleted"),
             "uid": c.uid, "version": c.version, "error_code": None, "reason": None,
             "registry": c.registry.value, "space": c.space, "name": c.name,
+            "command_offset": event.command_offset, "event_offset": offset,
+            "decided_at": event.occurred_at,
+        }  # fmt: skip
+    if isinstance(event, AliasSet | AliasRemoved):
+        return {
+            "command_id": event.command_id, "status": event.type, "uid": event.uid,
+            "version": event.version, "error_code": None, "reason": None,
+            "registry": event.registry.value, "space": event.space, "name": event.name,
             "command_offset": event.command_offset, "event_offset": offset,
             "decided_at": event.occurred_at,
         }  # fmt: skip
@@ -158,4 +168,7 @@ def _uuid_text(value: object) -> str:
 
 def has_outcome(event: Event) -> bool:
     """Whether the event decides its command (and so writes a command_outcomes row)."""
-    return isinstance(event, CardRegistered | CardUpdated | CardDeleted | CommandRejected)
+    return isinstance(
+        event,
+        CardRegistered | CardUpdated | CardDeleted | CommandRejected | AliasSet | AliasRemoved,
+    )

@@ -28,6 +28,18 @@ INSERTED: dict[str, tuple[str, ...]] = {
     "run_metrics": RUN_METRICS,
     "artifacts": ARTIFACTS,
 }
+# Read tables only the projection's `project()` writes (from updates, deletes and alias events:
+# the replay's bulk path defers those events to it, so it copies no rows into these).
+ALIASES = ("registry", "space", "name", "alias", "uid", "version", "actor", "set_at",
+           "event_offset")  # fmt: skip
+ALIAS_HISTORY = ("event_offset", "registry", "space", "name", "alias", "action", "uid", "version",
+                 "previous_version", "actor", "occurred_at")  # fmt: skip
+CARD_CHANGES = ("uid", "event_offset")
+PROJECTED: dict[str, tuple[str, ...]] = {
+    "aliases": ALIASES,
+    "alias_history": ALIAS_HISTORY,
+    "card_changes": CARD_CHANGES,
+}
 # Columns of a read table that no insert writes (an update or delete sets them).
 NOT_INSERTED: dict[str, tuple[str, ...]] = {"cards": ("updated_at",)}
 # Tables of process state, not derived from the events: a replay neither rebuilds nor compares
@@ -42,4 +54,5 @@ CARD_READ = ("uid", "registry", "space", "name", "version", "card_type", "tags",
 
 def read_table_columns() -> dict[str, set[str]]:
     """Every column of every read table, as the migrations create them."""
-    return {t: set(cols) | set(NOT_INSERTED.get(t, ())) for t, cols in INSERTED.items()}
+    out = {t: set(cols) | set(NOT_INSERTED.get(t, ())) for t, cols in INSERTED.items()}
+    return out | {t: set(cols) for t, cols in PROJECTED.items()}

@@ -26,6 +26,11 @@ CANONICAL = {
     "lineage": {"uid", "ref_uid", "field"},
     "run_metrics": {"uid", "seq", "name", "step", "value", "logged_at"},
     "artifacts": {"registry", "space", "sha256", "key", "size", "uid"},
+    "aliases": {"registry", "space", "name", "alias", "uid", "version", "actor", "set_at",
+                "event_offset"},
+    "alias_history": {"event_offset", "registry", "space", "name", "alias", "action", "uid",
+                      "version", "previous_version", "actor", "occurred_at"},
+    "card_changes": {"uid", "event_offset"},
 }  # fmt: skip
 
 

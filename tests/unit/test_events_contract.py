@@ -13,6 +13,8 @@ from client.subscribe import EVENT_TYPES, EventFilter, EventRouter, ReceivedEven
 from registry_core.contracts import codec
 from registry_core.contracts.codec import decode_event
 from registry_core.domain.events import (
+    AliasRemoved,
+    AliasSet,
     CardDeleted,
     CardRegistered,
     CardUpdated,
@@ -62,13 +64,27 @@ def test_asyncapi_document_is_generated_from_the_models_and_current() -> None:
     channels = spec["channels"]
     assert {c["address"] for c in channels.values()} == {"opsml.events"}
     schemas = spec["components"]["schemas"]
-    for model in (CardRegistered, CardUpdated, CardDeleted, CommandRejected, SequencerStarted):
+    models = (CardRegistered, CardUpdated, CardDeleted, CommandRejected, SequencerStarted,
+              AliasSet, AliasRemoved)  # fmt: skip
+    for model in models:
         assert model.__name__ in schemas
         required = set(schemas[model.__name__]["required"])
         assert {"event_id", "command_id", "occurred_at", "epoch"} <= required
     assert "card" in schemas["CardRegistered"]["required"]
+    assert {"alias", "version", "uid", "registry", "space", "name"} <= set(
+        schemas["AliasSet"]["required"]
+    )
     doc = Path(__file__).parent.parent.parent / "docs" / "asyncapi.json"
     assert doc.read_text() == events_app.render(), "run: python -m workers.events_app"
+
+
+def test_alias_events_filter_by_name_and_type() -> None:
+    moved = decode_event(json.dumps(_fixture("alias_set")).encode())
+    assert EventFilter.of(
+        registry="model", space="demo", name="churn", types=["alias_set"]
+    ).matches(moved)
+    assert not EventFilter.of(name="other").matches(moved)
+    assert not EventFilter.of(types=["alias_removed"]).matches(moved)
 
 
 def test_filters() -> None:
@@ -121,6 +137,8 @@ FIXTURE_KEYS = {
     "card_deleted": None,
     "command_rejected": "named",
     "sequencer_started": None,
+    "alias_set": "named",
+    "alias_removed": "named",
 }
 
 

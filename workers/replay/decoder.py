@@ -12,17 +12,12 @@ from typing import Any
 import orjson
 
 from registry_core.domain.artifacts import card_prefix
-from registry_core.domain.events import (
-    EVENT_SCHEMA_VERSION,
-    CardDeleted,
-    CardRegistered,
-    CardUpdated,
-    CommandRejected,
-)
+from registry_core.domain.events import EVENT_SCHEMA_VERSION
 from registry_core.domain.versioning import sort_parts
 from registry_core.messaging import EpochFence, EventDecoder
 from registry_core.persistence import tables
 from registry_core.persistence.projection import LoggedEvent, lineage_rows, metric_rows
+from registry_core.persistence.rows import has_outcome
 from workers.replay.shapes import (
     HEX,
     HOT_PATH,
@@ -191,9 +186,7 @@ class Decoder:
         if got is None:
             return  # (counted as undecodable; the live catch-up skips these too)
         event, applied = got.event, got.applied
-        if applied and isinstance(
-            event, CardRegistered | CardUpdated | CardDeleted | CommandRejected
-        ):
+        if applied and has_outcome(event):
             cid = str(event.command_id)
             if cid in self.s.decided:
                 applied = False  # project() finds it decided too

@@ -15,7 +15,7 @@ import structlog
 
 from registry_core.auth import Scope, VerifiedGrant, verify_command
 from registry_core.contracts.codec import UndecodableCommand
-from registry_core.domain.commands import DeleteCard
+from registry_core.domain.commands import DeleteCard, RemoveAlias, SetAlias
 from registry_core.domain.errors import Forbidden, RegistryError, Unauthenticated
 from registry_core.domain.verdicts import Refused
 from registry_core.persistence.tokens import TokenCache
@@ -24,9 +24,18 @@ log = structlog.get_logger("opsml.sequencer")
 
 
 class CommandAuthorizer:
-    def __init__(self, key: bytes, cache_seconds: float) -> None:
+    def __init__(
+        self,
+        key: bytes,
+        cache_seconds: float,
+        protected_aliases: frozenset[str] = frozenset(),
+        alias_grants: frozenset[tuple[str, str]] = frozenset(),
+    ) -> None:
         self.key = key
         self.tokens = TokenCache(cache_seconds)
+        # a protected alias moves with the admin scope, or with an explicit (alias, token) grant
+        self.protected = protected_aliases
+        self.alias_grants = alias_grants
 
     async def denied(
         self, conn: asyncpg.Connection, batch: Sequence[tuple[Any, Any, UUID]]
@@ -55,9 +64,20 @@ class CommandAuthorizer:
                     out[cid] = Unauthenticated(f"token {who.token_id} is revoked or expired")
                     continue
                 scope = Scope.ADMIN if isinstance(item, DeleteCard) else Scope.WRITE
+                if (
+                    isinstance(item, SetAlias | RemoveAlias)
+                    and item.alias in self.protected
+                    and (item.alias, who.token_id) not in self.alias_grants
+                ):
+                    scope = Scope.ADMIN
                 try:
                     who.require(scope, item.space)
                 except Forbidden as problem:
+                    if scope is Scope.ADMIN and isinstance(item, SetAlias | RemoveAlias):
+                        problem = Forbidden(
+                            f"{problem.message}: alias {item.alias!r} is protected; it needs the"
+                            " admin scope or a grant for this token (OPSML_ALIAS_GRANTS)"
+                        )
                     out[cid] = problem
         for cid, why in out.items():
             log.warning(

@@ -19,7 +19,14 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from registry_core.domain.events import CardDeleted, CardRegistered, CardUpdated, CommandRejected
+from registry_core.domain.events import (
+    AliasRemoved,
+    AliasSet,
+    CardDeleted,
+    CardRegistered,
+    CardUpdated,
+    CommandRejected,
+)
 from registry_core.domain.verdicts import Unstorable
 from registry_core.messaging import EpochFence, EventDecoder, EventLogReader
 from registry_core.persistence.db import Q
@@ -33,8 +40,11 @@ from workers.sequencer.state_cache import StateCache
 log = structlog.get_logger("opsml.sequencer")
 
 CATCH_UP_CHUNK = 2000
-_OUTCOME_TYPES = frozenset(("card_registered", "card_updated", "card_deleted", "command_rejected"))
-_OUTCOMES = (CardRegistered, CardUpdated, CardDeleted, CommandRejected)
+_OUTCOME_TYPES = frozenset(
+    ("card_registered", "card_updated", "card_deleted", "command_rejected", "alias_set",
+     "alias_removed")
+)  # fmt: skip
+_OUTCOMES = (CardRegistered, CardUpdated, CardDeleted, CommandRejected, AliasSet, AliasRemoved)
 
 
 class CatchUp:

@@ -21,7 +21,13 @@ from aiokafka import ConsumerRecord
 
 from registry_core.contracts.codec import UndecodableCommand, decode_command, encode
 from registry_core.domain.cards import CardRecord
-from registry_core.domain.commands import AnyCommand, RegisterCard
+from registry_core.domain.commands import (
+    AnyCommand,
+    DeleteCard,
+    RegisterCard,
+    RemoveAlias,
+    SetAlias,
+)
 from registry_core.domain.decider import INITIAL_STATE, Context, handle, referenced_uids, remember
 from registry_core.domain.errors import RegistryError, clip
 from registry_core.domain.events import (
@@ -46,7 +52,8 @@ class Batch:
     records: Sequence[ConsumerRecord[bytes, bytes]]
     items: list[AnyCommand | UndecodableCommand]
     ids: list[UUID]  # each record's command id (a stable one for an undecodable message)
-    keys: set[str] = field(default_factory=set)  # the names registrations take versions of
+    # the names registrations take versions of, and whose aliases commands read
+    keys: set[str] = field(default_factory=set)
     wanted: set[UUID] = field(default_factory=set)  # the cards commands point at
     with_files: list[RegisterCard] = field(default_factory=list)  # registrations with artifacts
 
@@ -82,6 +89,8 @@ def read(records: Sequence[ConsumerRecord[bytes, bytes]], max_bytes: int) -> Bat
             batch.keys.add(item.key)
             if item.artifacts:
                 batch.with_files.append(item)
+        elif isinstance(item, DeleteCard | SetAlias | RemoveAlias):
+            batch.keys.add(item.key)
     return batch
 
 

@@ -16,9 +16,10 @@ from uuid import UUID
 import asyncpg
 
 from registry_core.domain.cards import CardRecord, card_key
-from registry_core.domain.events import CardRegistered, Event
+from registry_core.domain.events import AliasRemoved, AliasSet, CardRegistered, Event
 from registry_core.domain.state import INITIAL_STATE, NameState, evolve
 from registry_core.domain.versioning import latest
+from registry_core.persistence.aliases import aliases_for_keys
 from registry_core.persistence.db import Q
 from registry_core.persistence.read import record_from_row
 
@@ -52,8 +53,10 @@ class StateCache:
         versions: dict[str, set[str]] = {k: set() for k in missing}
         for r in rows:
             versions[card_key(r["registry"], r["space"], r["name"])].add(r["version"])
+        aliases = await aliases_for_keys(conn, missing)
         for k, vs in versions.items():
-            self._states[k] = NameState(vs, latest(vs))  # a set: owned by the cache
+            # (a set: owned by the cache)
+            self._states[k] = NameState(vs, latest(vs), aliases.get(k, {}))
 
     def evolve(self, key: str, state: NameState, events: list[Event]) -> None:
         """Record the decisions taken on `state` (the name's cached state) for the next ones."""
@@ -67,6 +70,9 @@ class StateCache:
         """Take back the version of a registration that was never stored (a decision the tables
         refused, answered by a rejection). In place of the name's state, never removing it: a
         batch decided meanwhile (pipelined) must not find the name unknown."""
+        if isinstance(event, AliasSet | AliasRemoved):
+            self._give_back_alias(event)
+            return
         if not isinstance(event, CardRegistered):
             return
         key, version = event.card.key, event.card.version
@@ -75,13 +81,30 @@ class StateCache:
             return
         versions = set(state.versions)
         versions.discard(version)
-        self._states[key] = NameState(versions, latest(versions))
+        self._states[key] = NameState(versions, latest(versions), state.aliases)
+
+    def _give_back_alias(self, event: AliasSet | AliasRemoved) -> None:
+        """Undo an alias move the tables refused: the alias points where it did before."""
+        key = event.partition_key or ""
+        state = self._states.get(key)
+        if state is None:
+            return
+        aliases = dict(state.aliases)
+        if isinstance(event, AliasRemoved):
+            aliases[event.alias] = (event.uid, event.version)
+        elif event.previous_uid is not None and event.previous_version is not None:
+            aliases[event.alias] = (event.previous_uid, event.previous_version)
+        else:
+            aliases.pop(event.alias, None)
+        self._states[key] = NameState(state.versions, state.newest, aliases)
 
     def forget(self, event: Event) -> None:
         """A decision projected from the log (catch-up): the simplest way for a cached state to
         see it is to load the name again."""
         if isinstance(event, CardRegistered):
             self._states.pop(event.card.key, None)
+        elif isinstance(event, AliasSet | AliasRemoved):
+            self._states.pop(event.partition_key or "", None)
 
 
 async def load_refs(conn: asyncpg.Connection, uids: set[UUID]) -> dict[UUID, CardRecord]:

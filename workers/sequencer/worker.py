@@ -18,6 +18,7 @@ import asyncpg
 import structlog
 from aiokafka import AIOKafkaProducer
 
+from registry_core.domain.aliases import parse_alias_grants, parse_protected
 from registry_core.messaging import ensure_topics
 from registry_core.persistence import db, server_settings
 from registry_core.persistence.projection import claim_epoch
@@ -53,7 +54,16 @@ class Sequencer:
         )
         # Access control (docs/security.md): raises at start for an unsafe configuration.
         key = settings.grant_key_bytes() if settings.auth_required() else None
-        self.authz = CommandAuthorizer(key, settings.token_cache_seconds) if key else None
+        self.authz = (
+            CommandAuthorizer(
+                key,
+                settings.token_cache_seconds,
+                parse_protected(settings.protected_aliases),
+                parse_alias_grants(settings.alias_grants),
+            )
+            if key
+            else None
+        )
         if self.authz is None and not _WARNED[0]:
             _WARNED[0] = True
             log.warning(
