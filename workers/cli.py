@@ -125,7 +125,11 @@ def worker(
         server = None
         if port is not None:
             try:
-                server = await health.start(s.worker_health_host, port)
+                probe = health.KafkaProbe(
+                    s.kafka_bootstrap_servers, {s.commands_topic, s.events_topic},
+                    s.kafka_client_kwargs(),
+                )  # fmt: skip
+                server = await health.start(s.worker_health_host, port, probe)
             except OSError as exc:  # the port is taken: one line naming the setting
                 fail(str(exc), 2)
         try:

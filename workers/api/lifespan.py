@@ -64,7 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await app.state.store.close()
-        probe = getattr(app.state, "kafka_probe_client", None)  # /readyz's (routers/ops.py)
+        probe = getattr(app.state, "kafka_probe", None)  # /readyz's (routers/ops.py)
         if probe is not None:
             await probe.close()
         await app.state.ui_live.stop()

@@ -7,19 +7,22 @@ loop blocked for longer than a probe's timeout fails `/livez` - which is what th
 
 Readiness follows the role the sequencer modules report in `STATUS`: an active sequencer (lock
 held, caught up) is ready, and so is a hot standby whose last lock attempt - a round trip on its
-Postgres connection - is recent. A worker still starting, or one whose standby loop has stopped
-trying, is not.
+Postgres connection - is recent; either needs the Kafka cluster's metadata to be readable
+(`KafkaProbe`: an idle sequencer does not notice a broker that went away, its fetches just come
+back empty). A worker still starting, or one whose standby loop has stopped trying, is not.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 import structlog
+from aiokafka import AIOKafkaClient
 
 from registry_core import metrics
 
@@ -65,6 +68,48 @@ class WorkerStatus:
 STATUS = WorkerStatus()
 
 
+class KafkaProbe:
+    """Can the cluster's metadata (with the registry's topics) be read? One long-lived client;
+    the answer is kept for `ttl` seconds so that probes do not become load on the brokers."""
+
+    def __init__(
+        self, bootstrap: str, topics: set[str], client_kwargs: dict[str, Any], *, ttl: float = 5
+    ) -> None:
+        self.bootstrap, self.topics, self.kwargs, self.ttl = bootstrap, topics, client_kwargs, ttl
+        self.client: AIOKafkaClient | None = None
+        self.checked_at = -ttl - 1.0
+        self.result = "unknown"
+        self.timeout = 2.0
+
+    async def check(self) -> str:
+        """ "ok", or what is wrong, in a few words."""
+        now = time.monotonic()
+        if now - self.checked_at < self.ttl:
+            return self.result
+        try:
+            async with asyncio.timeout(self.timeout):
+                if self.client is None:
+                    self.client = AIOKafkaClient(
+                        bootstrap_servers=self.bootstrap,
+                        request_timeout_ms=int(self.timeout * 1000),
+                        **self.kwargs,
+                    )
+                    await self.client.bootstrap()
+                md = await self.client.fetch_all_metadata()
+            missing = self.topics - set(md.topics())
+            self.result = "ok" if not missing else f"topics missing: {sorted(missing)}"
+        except Exception as exc:  # any failure to reach the brokers is "not ready", never a crash
+            self.result = f"unreachable: {type(exc).__name__}"
+            await self.close()
+        self.checked_at = now
+        return self.result
+
+    async def close(self) -> None:
+        client, self.client = self.client, None
+        if client is not None:
+            await client.close()
+
+
 def _answer(status: int, body: bytes, content_type: bytes) -> bytes:
     reason = {200: b"OK", 404: b"Not Found", 405: b"Method Not Allowed", 503: b"Unavailable"}
     return (
@@ -74,7 +119,9 @@ def _answer(status: int, body: bytes, content_type: bytes) -> bytes:
     )
 
 
-def respond(method: str, path: str, status: WorkerStatus = STATUS) -> bytes:
+async def respond(
+    method: str, path: str, status: WorkerStatus = STATUS, kafka: KafkaProbe | None = None
+) -> bytes:
     """The whole HTTP answer to one request line (kept apart from the socket for tests)."""
     path = path.split("?", 1)[0]
     json = b"application/json"
@@ -84,6 +131,9 @@ def respond(method: str, path: str, status: WorkerStatus = STATUS) -> bytes:
         return _answer(200, b'{"status":"ok"}', json)
     if path == "/readyz":
         ready, body = status.readiness()
+        if kafka is not None:
+            body["kafka"] = await kafka.check()
+            ready = ready and body["kafka"] == "ok"
         body["status"] = "ok" if ready else "unavailable"
         return _answer(200 if ready else 503, orjson.dumps(body), json)
     if path == "/metrics":
@@ -91,13 +141,15 @@ def respond(method: str, path: str, status: WorkerStatus = STATUS) -> bytes:
     return _answer(404, b'{"detail":"not found: /livez, /readyz, /metrics"}', json)
 
 
-async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _serve_one(
+    kafka: KafkaProbe | None, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
     try:
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT_S)
         if len(head) > MAX_REQUEST_BYTES:
             return
         method, _, rest = head.split(b"\r\n", 1)[0].decode("latin-1").partition(" ")
-        answer = respond(method, rest.partition(" ")[0])
+        answer = await respond(method, rest.partition(" ")[0], STATUS, kafka)
         writer.write(answer if method != "HEAD" else answer.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
         await writer.drain()
     except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, OSError):
@@ -106,10 +158,12 @@ async def _serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
         writer.close()
 
 
-async def start(host: str, port: int) -> asyncio.Server:
+async def start(host: str, port: int, kafka: KafkaProbe | None = None) -> asyncio.Server:
     """Listen on host:port; raises OSError naming the setting when the port is taken."""
     try:
-        server = await asyncio.start_server(_serve_one, host, port, limit=MAX_REQUEST_BYTES)
+        server = await asyncio.start_server(
+            functools.partial(_serve_one, kafka), host, port, limit=MAX_REQUEST_BYTES
+        )
     except OSError as exc:
         raise OSError(
             f"the worker's health server cannot listen on {host}:{port} ({exc.strerror}):"

@@ -4,12 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaClient
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
@@ -20,6 +18,7 @@ from registry_core.contracts.http import ClientConfig, CommandGrant, Health, Kaf
 from registry_core.persistence import db
 from registry_core.persistence.tracking import get_tracking
 from workers.api.deps import PoolDep, SettingsDep, principal
+from workers.sequencer.health import KafkaProbe
 
 router = APIRouter()
 
@@ -41,7 +40,6 @@ async def healthz(pool: PoolDep, s: SettingsDep) -> Any:
 
 
 PROBE_TIMEOUT_S = 2.0
-KAFKA_CHECK_TTL_S = 5.0  # a probe every few seconds from each kubelet: one metadata call per TTL
 
 
 @router.get("/livez", tags=["ops"])
@@ -75,34 +73,14 @@ async def readyz(request: Request, pool: PoolDep, s: SettingsDep) -> JSONRespons
 
 
 async def _kafka_check(request: Request, s: Any) -> str:
-    """The cluster's metadata, read through one long-lived client; the answer is kept for
-    KAFKA_CHECK_TTL_S so that probes do not become load on the brokers."""
+    """The cluster's metadata through the API's one probe client (cached a few seconds)."""
     state = request.app.state
-    cached = getattr(state, "kafka_probe", None)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < KAFKA_CHECK_TTL_S:
-        return str(cached[1])
-    client: AIOKafkaClient | None = getattr(state, "kafka_probe_client", None)
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT_S):
-            if client is None:
-                client = AIOKafkaClient(
-                    bootstrap_servers=s.kafka_bootstrap_servers,
-                    request_timeout_ms=int(PROBE_TIMEOUT_S * 1000),
-                    **s.kafka_client_kwargs(),
-                )
-                state.kafka_probe_client = client
-                await client.bootstrap()
-            md = await client.fetch_all_metadata()
-        missing = {s.commands_topic, s.events_topic} - set(md.topics())
-        result = "ok" if not missing else f"topics missing: {sorted(missing)}"
-    except Exception as exc:  # any failure to reach the brokers is "not ready", never a 500
-        result = f"unreachable: {type(exc).__name__}"
-        if client is not None:
-            state.kafka_probe_client = None
-            await client.close()
-    state.kafka_probe = (now, result)
-    return result
+    probe: KafkaProbe | None = getattr(state, "kafka_probe", None)
+    if probe is None:
+        probe = state.kafka_probe = KafkaProbe(
+            s.kafka_bootstrap_servers, {s.commands_topic, s.events_topic}, s.kafka_client_kwargs()
+        )
+    return await probe.check()
 
 
 @router.get("/metrics", tags=["ops"], include_in_schema=False)
