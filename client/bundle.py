@@ -82,20 +82,26 @@ def describe(card: Card) -> dict[str, Any]:
         "metadata": dict(card.metadata),
         "attributes": card.attributes(),
         "interface": _interface(card),
-        "files": [
-            {"path": a.path, "sha256": a.sha256, "size": a.size}
-            for a in sorted(card.artifacts, key=lambda a: a.path)
-        ],
+        "files": describe_files(card),
     }
+
+
+def describe_files(card: Card) -> list[dict[str, Any]]:
+    """Every artifact's path, sha256 and size, sorted by path."""
+    return [
+        {"path": a.path, "sha256": a.sha256, "size": a.size}
+        for a in sorted(card.artifacts, key=lambda a: a.path)
+    ]
 
 
 def write_card_json(card: Card, directory: str | os.PathLike[str]) -> Path:
     """Write `card.json` for `card` into `directory` (atomically); returns its path. (No
     artifact can clash with it: the registry reserves the name.)"""
+    text = json.dumps(describe(card), indent=2) + "\n"
     target = Path(directory) / CARD_JSON
     target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(CARD_JSON + ".part")
-    part.write_text(json.dumps(describe(card), indent=2, sort_keys=False) + "\n")
+    part.write_text(text)
     os.replace(part, target)
     return target
 

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 
 from registry_core import eventloop
-from workers import cli_cards
+from workers import cli_cards, cli_deploy
 from workers.cli_common import DataDirOption, fail, one_line_errors, settings
 from workers.cli_tokens import token_app
 from workers.cli_webhooks import webhooks_app
@@ -263,6 +263,7 @@ def replay(
 app.command("list")(cli_cards.list_cards)
 app.command()(cli_cards.register)
 app.command()(cli_cards.download)
+app.command()(cli_deploy.lock)
 app.add_typer(token_app, name="token")
 app.add_typer(webhooks_app, name="webhooks")
 

@@ -116,7 +116,7 @@ def register(
 
 
 def download(
-    registry: RegistryOption,
+    registry: Annotated[str | None, typer.Option(help=REGISTRIES)] = None,
     name: Annotated[str | None, typer.Option()] = None,
     to: Annotated[Path, typer.Option(help="Directory to write the artifacts into.")] = Path("."),
     space: Annotated[str | None, typer.Option()] = None,
@@ -125,16 +125,30 @@ def download(
     ] = None,
     uid: Annotated[str | None, typer.Option(help="A card uid (instead of name/version).")] = None,
     prereleases: Annotated[bool, typer.Option(help="Let a pre-release be the newest.")] = False,
+    lock: Annotated[
+        Path | None,
+        typer.Option(help="A lock file (opsml lock): every card in it, into --to/<dir>/."),
+    ] = None,
 ) -> None:
-    """Download a card's artifacts (newest matching version), each verified by sha256 - e.g. a
-    CI build pulling the model it packages into an image. Uses OPSML_TRACKING_URI. Exits 1 when
+    """Download a card's artifacts (newest matching version), each verified by sha256, with a
+    card.json describing them (a bundle: client.load_card_dir loads it offline) - e.g. a CI
+    build pulling the model it packages into an image. Uses OPSML_TRACKING_URI. Exits 1 when
     no card matches or the card has no files."""
     from client import CardRegistry, RegistryError
+    from client.bundle import write_card_json
 
-    if not uid and not name:
-        fail("give --name (with --space and --version) or --uid")
     if to.exists() and not to.is_dir():
         fail(f"--to {to}: exists and is not a directory (give a directory to write into)")
+    if lock is not None:
+        if registry or name or uid or space or version:
+            fail("--lock downloads what the lock file names: drop --registry/--name/--uid/...")
+        from workers.cli_deploy import download_locked
+
+        return download_locked(lock, to)
+    if registry is None:
+        fail("give --registry (and --name or --uid), or --lock opsml.lock")
+    if not uid and not name:
+        fail("give --name (with --space and --version) or --uid")
     try:
         with CardRegistry(registry) as reg:
             if uid:
@@ -149,10 +163,11 @@ def download(
                     " files to download"
                 )
             paths = reg.download_artifacts(card, to, progress=True)
+            write_card_json(card, to)
     except (RegistryError, ValueError) as exc:
         fail(str(exc))
     total = sum(p.stat().st_size for p in paths)
     typer.echo(
         f"{registry}/{card.space}/{card.name} {card.version} (uid {card.uid}):"
-        f" {len(paths)} file(s), {total} bytes, sha256 verified -> {to}"
+        f" {len(paths)} file(s), {total} bytes, sha256 verified, card.json -> {to}"
     )
