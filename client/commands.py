@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from client.errors import AlreadyRegistered
 from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.cards import Card, Metric, RegistryType, registry_type
-from registry_core.domain.commands import DeleteCard, RegisterCard, UpdateCard
+from registry_core.domain.commands import (
+    DeleteCard,
+    RegisterCard,
+    RemoveAlias,
+    SetAlias,
+    UpdateCard,
+)
 from registry_core.domain.errors import (
     InvalidCommand,
     InvalidQuery,
@@ -26,7 +32,7 @@ from registry_core.domain.errors import (
 )
 from registry_core.domain.versioning import VersionType, next_version
 
-C = TypeVar("C", RegisterCard, UpdateCard, DeleteCard)
+C = TypeVar("C", RegisterCard, UpdateCard, DeleteCard, SetAlias, RemoveAlias)
 
 DEFAULT_PRE_TAG = "rc"
 DEFAULT_BUILD_TAG = "build"

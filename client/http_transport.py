@@ -22,6 +22,7 @@ from client.errors import RegistrationTimeout, RegistryUnavailable
 from client.http import HttpApi, split_token
 from client.publisher import KafkaPublisher
 from client.transport import CardQuery
+from registry_core.contracts.aliases import AliasHistory, AliasList
 from registry_core.contracts.http import (
     MAX_BULK_OUTCOMES,
     CardList,
@@ -123,11 +124,40 @@ class HttpTransport:
             ignore_release_candidates=query.ignore_release_candidates or None,
             include_deleted=query.include_deleted or None,
             cursor=query.cursor,
+            as_of=query.as_of,
         )
         return CardList.model_validate_json(resp.content)
 
-    async def get_card(self, uid: UUID) -> CardOut:
-        return CardOut.model_validate_json((await self.api.get(f"/api/v1/cards/{uid}")).content)
+    async def get_card(self, uid: UUID, as_of: str | None = None) -> CardOut:
+        resp = await self.api.get(f"/api/v1/cards/{uid}", as_of=as_of)
+        return CardOut.model_validate_json(resp.content)
+
+    async def aliases(
+        self, registry: RegistryType, space: str, name: str, alias: str | None, as_of: str | None
+    ) -> AliasList:
+        resp = await self.api.get(
+            "/api/v1/aliases", registry=registry.value, space=space, name=name, alias=alias,
+            as_of=as_of,
+        )  # fmt: skip
+        return AliasList.model_validate_json(resp.content)
+
+    async def alias_history(
+        self, registry: RegistryType, space: str, name: str, alias: str | None, limit: int
+    ) -> AliasHistory:
+        resp = await self.api.get(
+            "/api/v1/aliases/history", registry=registry.value, space=space, name=name,
+            alias=alias, limit=limit,
+        )  # fmt: skip
+        return AliasHistory.model_validate_json(resp.content)
+
+    async def alias_card(
+        self, registry: RegistryType, space: str, name: str, alias: str, as_of: str | None
+    ) -> CardOut:
+        resp = await self.api.get(
+            "/api/v1/aliases/card", registry=registry.value, space=space, name=name, alias=alias,
+            as_of=as_of,
+        )  # fmt: skip
+        return CardOut.model_validate_json(resp.content)
 
     async def lineage(self, uid: UUID) -> Lineage:
         resp = await self.api.get(f"/api/v1/cards/{uid}/lineage")

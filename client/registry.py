@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from uuid import UUID
 
 from client import commands, transfer
+from client.aliases import AliasMethods, AsOf, as_of_text
 from client.cards import Card as ClientCard
 from client.cards import Origin, from_record, pending_files, registered, uploaded
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
@@ -50,7 +51,7 @@ from registry_core.settings import ClientSettings
 CardT = TypeVar("CardT", bound=Card)
 
 
-class AsyncCardRegistry:
+class AsyncCardRegistry(AliasMethods):
     """A typed registry (`"run"`, `"data"`, `"model"`, ...) for one event loop."""
 
     def __init__(
@@ -259,8 +260,11 @@ class AsyncCardRegistry:
         ignore_release_candidates: bool = False,
         include_deleted: bool = False,
         cursor: str | None = None,
+        as_of: AsOf = None,
     ) -> CardList:
-        """One page of records (with `next_cursor` when there is more)."""
+        """One page of records (with `next_cursor` when there is more); each record lists the
+        aliases pointing at it. `as_of` (an event offset or a time): the registry as it was
+        then."""
         query = CardQuery(
             registry=self.registry_type,
             space=space,
@@ -274,6 +278,7 @@ class AsyncCardRegistry:
             ignore_release_candidates=ignore_release_candidates,
             include_deleted=include_deleted,
             cursor=cursor,
+            as_of=as_of_text(as_of),
         )
         return await self.transport.list_page(query)
 
@@ -309,16 +314,24 @@ class AsyncCardRegistry:
         name: str | None = None,
         version: str | None = None,
         include_prereleases: bool = False,
+        alias: str | None = None,
+        as_of: AsOf = None,
     ) -> ClientCard:
-        """One card: by uid, or the newest version of space/name matching `version` (a
-        constraint as in list_cards). Pre-releases are not "newest" unless
-        `include_prereleases`, or `version` names one exactly."""
+        """One card: by uid, by `alias` of space/name (`alias="prod"`), or the newest version
+        of space/name matching `version` (a constraint as in list_cards). Pre-releases are not
+        "newest" unless `include_prereleases`, or `version` names one exactly. `as_of` (an
+        event offset or a time): as the registry was then ("which version was prod last
+        Tuesday at 14:00?")."""
         if uid is None and name is None:
             raise InvalidCommand(
-                "load_card needs a uid, or a name (with space, optionally version)"
+                "load_card needs a uid, or a name (with space, optionally version or alias)"
             )
+        if alias is not None:
+            if uid is not None or version is not None or space is None or name is None:
+                raise InvalidCommand("load_card(alias=...) takes space and name, not uid/version")
+            return self._card(await self.alias_record(alias, space=space, name=name, as_of=as_of))
         if uid is not None:
-            record = await self.transport.get_card(commands.uid_of(uid))
+            record = await self.transport.get_card(commands.uid_of(uid), as_of_text(as_of))
             if record.registry != self.registry_type:
                 raise WrongRegistry(
                     f"card {uid} is in the {record.registry.value!r} registry, not"
@@ -332,6 +345,7 @@ class AsyncCardRegistry:
             version=version,
             limit=1,
             ignore_release_candidates=not (include_prereleases or exact_pre),
+            as_of=as_of,
         )
         if not found:
             wanted = f"{space or '*'}/{name}" + (f" version {version}" if version else "")

@@ -28,6 +28,7 @@ from client.publisher import KafkaPublisher
 from client.server_config import build_config, load_settings
 from client.server_uri import kind_of, shown
 from client.transport import CardQuery
+from registry_core.contracts.aliases import AliasHistory, AliasList
 from registry_core.contracts.http import (
     MAX_BULK_OUTCOMES,
     CardList,
@@ -244,15 +245,46 @@ class ServerTransport:
                 ignore_release_candidates=query.ignore_release_candidates,
                 include_deleted=query.include_deleted,
                 cursor=query.cursor,
+                as_of=query.as_of,
             )
         return CardList.model_validate_json(resp.body)
 
-    async def get_card(self, uid: UUID) -> CardOut:
+    async def get_card(self, uid: UUID, as_of: str | None = None) -> CardOut:
         from workers.api.routers import cards
 
         pool = await self.pool()
         with database_errors(self.where):
-            resp = await cards.get_card(uid, pool)
+            resp = await cards.get_card(uid, pool, as_of)
+        return CardOut.model_validate_json(resp.body)
+
+    async def aliases(
+        self, registry: RegistryType, space: str, name: str, alias: str | None, as_of: str | None
+    ) -> AliasList:
+        from workers.api.routers import aliases
+
+        pool = await self.pool()
+        with database_errors(self.where):
+            resp = await aliases.list_aliases(pool, registry.value, space, name, alias, as_of)
+        return AliasList.model_validate_json(resp.body)
+
+    async def alias_history(
+        self, registry: RegistryType, space: str, name: str, alias: str | None, limit: int
+    ) -> AliasHistory:
+        from workers.api.routers import aliases
+
+        pool = await self.pool()
+        with database_errors(self.where):
+            resp = await aliases.alias_history(pool, registry.value, space, name, alias, limit)
+        return AliasHistory.model_validate_json(resp.body)
+
+    async def alias_card(
+        self, registry: RegistryType, space: str, name: str, alias: str, as_of: str | None
+    ) -> CardOut:
+        from workers.api.routers import aliases
+
+        pool = await self.pool()
+        with database_errors(self.where):
+            resp = await aliases.alias_card(pool, registry.value, space, name, alias, as_of)
         return CardOut.model_validate_json(resp.body)
 
     async def lineage(self, uid: UUID) -> Lineage:

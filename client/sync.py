@@ -17,6 +17,7 @@ from client.cards import bind
 from client.registry import AsyncCardRegistry
 from client.transport import Transport
 from registry_core import eventloop
+from registry_core.contracts.aliases import AliasMove, AliasOut
 from registry_core.contracts.http import CardList, CardOut, CommandOutcome, Lineage, RunMetrics
 from registry_core.domain.cards import Card, Metric, RegistryType
 from registry_core.domain.versioning import VersionType
@@ -176,6 +177,23 @@ class CardRegistry:
             if page.next_cursor is None:
                 return
             cursor = page.next_cursor
+
+    def set_alias(
+        self, alias: str, card: Card | UUID | str | None = None, **where: Any
+    ) -> CommandOutcome:
+        """Point `alias` at a card (or space/name/version); see AsyncCardRegistry.set_alias."""
+        return self._runner.run(self._async.set_alias(alias, card, **where))
+
+    def remove_alias(self, alias: str, *, space: str, name: str) -> CommandOutcome:
+        return self._runner.run(self._async.remove_alias(alias, space=space, name=name))
+
+    def list_aliases(self, **where: Any) -> list[AliasOut]:
+        """The aliases of space/name (`as_of=` an event offset or a time for the past)."""
+        return self._runner.run(self._async.list_aliases(**where))
+
+    def alias_history(self, **where: Any) -> list[AliasMove]:
+        """Every move of the aliases of space/name (or `alias=`), newest first."""
+        return self._runner.run(self._async.alias_history(**where))
 
     def load_card(self, **filters: Any) -> ClientCard:
         return self._bind(self._runner.run(self._async.load_card(**filters)))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 from uuid import UUID
 
+from registry_core.contracts.aliases import AliasHistory, AliasList
 from registry_core.contracts.http import (
     CardList,
     CardOut,
@@ -46,6 +47,7 @@ class CardQuery:
     ignore_release_candidates: bool = False
     include_deleted: bool = False
     cursor: str | None = None
+    as_of: str | None = None  # an event offset or an ISO time: the registry as it was then
 
 
 class Transport(Protocol):
@@ -84,8 +86,26 @@ class Transport(Protocol):
         """One page of records (with `next_cursor` when there is more)."""
         ...
 
-    async def get_card(self, uid: UUID) -> CardOut:
-        """One record by uid, deleted or not (CardNotFound)."""
+    async def get_card(self, uid: UUID, as_of: str | None = None) -> CardOut:
+        """One record by uid, deleted or not (CardNotFound); as it was at `as_of` if given."""
+        ...
+
+    async def aliases(
+        self, registry: RegistryType, space: str, name: str, alias: str | None, as_of: str | None
+    ) -> AliasList:
+        """The aliases of a name (or one of them), now or as of a moment."""
+        ...
+
+    async def alias_history(
+        self, registry: RegistryType, space: str, name: str, alias: str | None, limit: int
+    ) -> AliasHistory:
+        """Every move of a name's aliases (or of one alias), newest first."""
+        ...
+
+    async def alias_card(
+        self, registry: RegistryType, space: str, name: str, alias: str, as_of: str | None
+    ) -> CardOut:
+        """The record an alias points at, now or as of a moment (AliasNotFound)."""
         ...
 
     async def lineage(self, uid: UUID) -> Lineage:

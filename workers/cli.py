@@ -12,6 +12,7 @@ import typer
 
 from registry_core import eventloop
 from workers import cli_cards, cli_deploy
+from workers.cli_alias import alias_app
 from workers.cli_common import DataDirOption, fail, one_line_errors, settings
 from workers.cli_tokens import token_app
 from workers.cli_webhooks import webhooks_app
@@ -266,6 +267,7 @@ app.command()(cli_cards.download)
 app.command()(cli_deploy.lock)
 app.add_typer(token_app, name="token")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(alias_app, name="alias")
 
 
 if __name__ == "__main__":

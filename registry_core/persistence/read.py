@@ -16,6 +16,7 @@ import orjson
 from registry_core.domain.cards import CardRecord
 from registry_core.domain.errors import InvalidQuery
 from registry_core.domain.versioning import MAX_PART, RELEASE_KEY, parse_constraint
+from registry_core.persistence import as_of as history
 from registry_core.persistence import tables
 from registry_core.persistence.db import Q
 
@@ -24,6 +25,13 @@ SORT_COLUMNS = "major, minor, patch, pre_key"
 BY_PRECEDENCE = ("major", "minor", "patch", "pre_key", "event_offset")
 BY_TIME = ("created_at", "event_offset")
 MAX_LIMIT = 1000
+# the aliases pointing at each listed card (an index probe per row: aliases_uid)
+ALIASES_NOW = "ARRAY(SELECT a.alias FROM aliases a WHERE a.uid = cards.uid ORDER BY 1) AS aliases"
+
+
+def _lateral(placeholder: str) -> str:
+    return history.LATERAL.format(o=placeholder)
+
 
 Conn: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -42,6 +50,7 @@ class CardFilter:
     ignore_release_candidates: bool = False
     include_deleted: bool = False
     cursor: str | None = None
+    as_of: int | None = None  # an event offset: the registry as it was then (as_of.py)
 
 
 def _encode_cursor(order: tuple[str, ...], row: dict[str, Any]) -> str:
@@ -97,8 +106,11 @@ async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], s
         where.append(f"name = {arg(f.name)}")
     if f.uid is not None:
         where.append(f"uid = {arg(f.uid)}")
+    o = None if f.as_of is None else arg(f.as_of)
+    if o is not None:
+        where.append(f"event_offset <= {o}")
     if not f.include_deleted:
-        where.append(f"status = {arg('active')}")
+        where.append(f"{'status' if o is None else history.STATUS} = {arg('active')}")
     if f.version is not None:
         constraint = parse_constraint(f.version)
         if constraint.exact is not None:
@@ -114,7 +126,7 @@ async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], s
     if f.ignore_release_candidates:
         where.append(f"pre_key = {arg(RELEASE_KEY)}")
     if f.tags:
-        where.append(f"tags @> {arg(f.tags)}::jsonb")
+        where.append(f"{'tags' if o is None else history.TAGS} @> {arg(f.tags)}::jsonb")
     if f.max_date is not None:
         where.append(f"created_at <= {arg(f.max_date)}")
     order = BY_TIME if f.sort_by_timestamp else BY_PRECEDENCE
@@ -123,7 +135,8 @@ async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], s
         where.append(f"({', '.join(order)}) < ({', '.join(arg(v) for v in values)})")
     limit = max(1, min(f.limit, MAX_LIMIT))
     sql = (
-        f"SELECT {CARD_COLUMNS}, {SORT_COLUMNS} FROM cards"
+        f"SELECT {CARD_COLUMNS}, {SORT_COLUMNS}, "
+        + (f"{ALIASES_NOW} FROM cards" if o is None else f"h.asof_payload FROM cards{_lateral(o)}")
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY "
         + ", ".join(f"{c} DESC" for c in order)
@@ -135,6 +148,11 @@ async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], s
     for r in page:
         for c in ("major", "minor", "patch", "pre_key"):
             r.pop(c)
+    if o is not None and page:
+        found = await history.aliases_of(conn, [r["uid"] for r in page], f.as_of or 0)
+        for r in page:
+            history.overlay(r)
+            r["aliases"] = found.get(r["uid"], [])
     return page, next_cursor
 
 

@@ -17,7 +17,7 @@ from workers.api.fast_outcome import FastOutcome
 from workers.api.guard import OPEN_PATHS, Guard
 from workers.api.lifespan import lifespan
 from workers.api.observe import Observe
-from workers.api.routers import artifacts, cards, commands, ops, tokens, webhooks
+from workers.api.routers import aliases, artifacts, cards, commands, ops, tokens, webhooks
 from workers.ui import UiPaths
 from workers.ui import install as install_ui
 
@@ -62,5 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for router in (ops.router, tokens.router, cards.router, commands.router, artifacts.router):
         app.include_router(router)
     app.include_router(webhooks.router)
+    app.include_router(aliases.router)
     install_ui(app)  # the web UI at / and /ui/ (docs/ui.md)
     return app

@@ -22,10 +22,16 @@ from registry_core.contracts.http import (
 from registry_core.domain.cards import registry_type
 from registry_core.domain.errors import CardNotFound, InvalidQuery
 from registry_core.domain.names import validate_name
+from registry_core.persistence import as_of as history
 from registry_core.persistence import read
+from registry_core.persistence.as_of import resolve as resolve_as_of
 from workers.api.deps import PoolDep
 
 router = APIRouter()
+AS_OF = (
+    "an event offset (e.g. 1234) or an ISO 8601 time ('2026-12-01T14:00:00Z'): answer from the"
+    " registry as it was then (docs/events.md, 'The registry as of a moment')"
+)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody}}
 
 
@@ -54,10 +60,12 @@ async def list_cards(
     ignore_release_candidates: bool = False,
     include_deleted: bool = False,
     cursor: Annotated[str | None, Query(max_length=1000)] = None,
+    as_of: Annotated[str | None, Query(max_length=64, description=AS_OF)] = None,
 ) -> Any:
     """Cards matching every given filter, newest version first (semver precedence: a
     pre-release sorts below its release), or newest first by creation time with
-    `sort_by_timestamp`. Page with `cursor` = the previous page's `next_cursor`."""
+    `sort_by_timestamp`. Page with `cursor` = the previous page's `next_cursor`. Each card
+    lists the aliases pointing at it. With `as_of`, the registry as it was then."""
     if registry is not None:
         try:
             registry = registry_type(registry).value
@@ -86,6 +94,7 @@ async def list_cards(
         ignore_release_candidates=ignore_release_candidates,
         include_deleted=include_deleted,
         cursor=cursor,
+        as_of=await resolve_as_of(pool, as_of),
     )
     rows, next_cursor = await read.list_cards(pool, f)
     # The rows come from our own projection in the documented shape: serialise them
@@ -132,7 +141,18 @@ async def run_metrics(
 
 
 @router.get("/api/v1/cards/{uid}", response_model=CardOut, tags=["cards"], responses=NOT_FOUND)
-async def get_card(uid: UUID, pool: PoolDep) -> Any:
+async def get_card(
+    uid: UUID,
+    pool: PoolDep,
+    as_of: Annotated[str | None, Query(max_length=64, description=AS_OF)] = None,
+) -> Any:
+    if as_of is not None:
+        offset = await resolve_as_of(pool, as_of)
+        assert offset is not None
+        then = await history.get_card(pool, uid, offset)
+        if then is None:
+            raise CardNotFound(f"no card with uid {uid} at event offset {offset}")
+        return _json(then)
     row = await read.get_card(pool, uid)
     if row is None:
         raise CardNotFound(f"no card with uid {uid}")
