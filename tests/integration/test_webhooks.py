@@ -6,7 +6,8 @@ delivery log, then redelivered on request; a slow endpoint (timeouts), one with 
 and one that redirects (never followed) do not stall the others; secret rotation signs with two
 secrets; registrations are refused for private addresses when the setting is off, and without
 the admin scope; `opsml replay` verifies identical with endpoints and deliveries in place and
-the delivery goes on after its switch. One stack for the whole module."""
+the delivery goes on after its switch; a second delivery process stands by (every delivery
+above arrives exactly once). One stack for the whole module."""
 
 from __future__ import annotations
 
@@ -237,6 +238,7 @@ async def wstack(
         OPSML_WEBHOOK_POLL_SECONDS="0.2",
         OPSML_WEBHOOK_FETCH_MAX_WAIT_MS="20",
     ) as s:
+        s.start_deliverer()  # a second one: a hot standby, never a second sender
         yield s
 
 
@@ -369,6 +371,8 @@ async def test_delivery_filters_failures_dead_letters_and_redelivery(
         d = (await http.get(f"/api/v1/webhooks/{redirect['endpoint_id']}/deliveries")).json()
         assert "not followed" in d["deliveries"][0]["last_error"]
         print(f"/all complete {took:.2f} s after the first registration")
+        standby = [(wstack.logs / f"webhooks{n}.log").read_text() for n in (0, 1)]
+        assert sum("another delivery process is active; standing by" in t for t in standby) == 1
 
 
 async def test_rotation_signs_with_both_secrets(wstack: WebhookStack, receiver: Receiver) -> None:

@@ -13,6 +13,7 @@ from aiokafka.errors import KafkaError
 
 from registry_core.errors import InfrastructureError
 from registry_core.persistence import db
+from registry_core.persistence.db import Q
 from registry_core.settings import Settings
 from workers.webhooks import store
 from workers.webhooks.fanout import run_fanout
@@ -27,6 +28,10 @@ RESTART_DELAY_S = 2.0
 # transaction whole - a "delivered" mark (the delivery is sent again: at least once) or a
 # fan-out with its cursor (the events are fanned out again) - never half of one.
 SESSION = {"synchronous_commit": "off"}
+# One active delivery process per registry (two would each send every delivery): the others
+# wait as hot standbys on this advisory lock, held by the fan-out's connection; Postgres
+# releases it when that session ends, a SIGKILL included.
+WEBHOOKS_LOCK = 18
 OUTAGES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError,
            InfrastructureError)  # fmt: skip
 
@@ -92,6 +97,12 @@ class WebhookService:
         fanout: asyncio.Task[None] | None = None
         try:
             await db.migrate(conn)
+            waiting = False
+            while not await conn.fetchval(Q["try_advisory_lock"], db.LOCK_NAMESPACE, WEBHOOKS_LOCK):
+                if not waiting:
+                    log.info("another delivery process is active; standing by")
+                    waiting = True
+                await asyncio.sleep(self.settings.webhook_poll_seconds)
             fanout = asyncio.create_task(run_fanout(self.settings, conn, self.wake))
             while True:
                 await self.sync_lanes()

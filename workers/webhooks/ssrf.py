@@ -81,8 +81,13 @@ async def resolve(target: Target, *, allow_private: bool) -> list[IP]:
     if not allow_private:
         for ip in addresses:
             if not is_public(ip):
+                mapped = getattr(ip, "ipv4_mapped", None)
+                shown = f"{ip} (= {mapped})" if mapped is not None else str(ip)
+                where = (
+                    f"{shown} is" if literal is not None else f"{target.host} resolves to {shown},"
+                )
                 raise UnsafeEndpoint(
-                    f"{target.host} resolves to {ip}, a loopback, private or reserved address;"
+                    f"{where} a loopback, private or reserved address;"
                     " webhooks call public addresses only (OPSML_WEBHOOK_ALLOW_PRIVATE=true"
                     " allows these, for a registry inside a trusted network)"
                 )

@@ -136,4 +136,4 @@ async def redeliver(conn: Conn, endpoint_id: str, offset: int | None) -> list[in
         rows = await conn.fetch(Q["wh_redeliver_dead"], endpoint_id)
     else:
         rows = await conn.fetch(Q["wh_redeliver"], endpoint_id, offset)
-    return [r["event_offset"] for r in rows]
+    return sorted(r["event_offset"] for r in rows)
