@@ -459,26 +459,23 @@ async def test_replay_verifies_identical_and_delivery_goes_on(
         check_signed(hits, ep["secret"])
 
 
-async def test_admin_scope_and_private_addresses(tmp_path: Path, kafka: str) -> None:
-    """With access control on, a read or write token is refused and an admin token on every
-    space may register; with OPSML_WEBHOOK_ALLOW_PRIVATE off, loopback is refused."""
-    name = f"opsml_t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    dsn = _db_url(name)
-    stack = Stack(dsn, kafka, tmp_path, extra_env={"OPSML_GRANT_KEY": "k" * 40})
+async def test_admin_scope_and_private_addresses(wstack: WebhookStack, tmp_path: Path) -> None:
+    """With access control on (a second API on the module's database, with a grant key), a
+    read, write or narrow admin token is refused and an admin token on every space may
+    register; with OPSML_WEBHOOK_ALLOW_PRIVATE off, loopback and metadata addresses are not."""
+    env = {k: v for k, v in wstack.extra_env.items() if k != "OPSML_WEBHOOK_ALLOW_PRIVATE"}
+    api = Stack(wstack.database_url, wstack.bootstrap, tmp_path,
+                extra_env={**env, "OPSML_GRANT_KEY": "k" * 40})  # fmt: skip
     try:
-        conn = await db.connect(dsn)
-        await db.migrate(conn)
+        conn = await db.connect(wstack.database_url)
         reader, _ = await create_token(conn, "r", frozenset({Scope.READ}), ["*"])
         writer, _ = await create_token(conn, "w", frozenset({Scope.WRITE}), ["*"])
         boss, _ = await create_token(conn, "a", frozenset({Scope.ADMIN}), ["*"])
         narrow, _ = await create_token(conn, "n", frozenset({Scope.ADMIN}), ["team-a"])
         await conn.close()
-        stack.start_api()
+        api.start_api()
         body = {"url": "http://127.0.0.1:9/hook"}
-        async with httpx.AsyncClient(base_url=stack.url, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=api.url, timeout=30) as http:
             assert (await http.post("/api/v1/webhooks", json=body)).status_code == 401
             for token in (reader, writer, narrow):
                 h = {"authorization": f"Bearer {token}"}
@@ -492,8 +489,6 @@ async def test_admin_scope_and_private_addresses(tmp_path: Path, kafka: str) -> 
                 "/api/v1/webhooks", json={"url": "http://[::ffff:169.254.169.254]/"}, headers=h
             )
             assert resp.status_code == 422 and "169.254.169.254" in resp.text
+            assert (await http.get("/api/v1/webhooks", headers=h)).status_code == 200
     finally:
-        stack.stop()
-        admin = await asyncpg.connect(ADMIN_URL)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        api.stop()
