@@ -43,6 +43,9 @@ TABLES = {
     "command_outcomes": "command_id",
     "lineage": "uid, field, ref_uid",
     "run_metrics": "uid, seq",
+    "aliases": "registry, space, name, alias",
+    "alias_history": "event_offset",
+    "card_changes": "uid, event_offset",
 }
 
 
@@ -80,6 +83,15 @@ async def make_history(stack: Stack) -> dict[str, Any]:
             [ModelCard(space="bulk", name=f"m{i % 3}", tags={"stage": "prod"}) for i in range(12)]
         )
         m2 = await model.register_card(ModelCard(space="demo", name="churn"))
+        # aliases: set, moved, one removed, and a refused delete of an aliased version
+        churn = {"space": "demo", "name": "churn"}
+        await model.set_alias("prod", m1)
+        await model.set_alias("staging", m2)
+        await model.set_alias("prod", m2)
+        await model.remove_alias("staging", **churn)
+        await model.set_alias("canary", m1)
+        with pytest.raises(RegistryError, match="canary"):
+            await model.delete_card(m1)
     bad = command(name="Not Valid")
     await publish_raw(stack.bootstrap, b"\xff garbage", dumps(bad), dumps(command(space="")))
     resp = await outcome(stack.url, bad["command_id"])
@@ -128,6 +140,7 @@ async def test_rebuild_equals_live_and_the_switch_is_followed_by_api_and_worker(
     facts = await make_history(stack)
     live = await _checksums(stack.database_url, "public")
     assert live["event_log"][0] >= 25 and live["lineage"][0] >= 3 and live["run_metrics"][0] == 2
+    assert live["alias_history"][0] == 5 and live["aliases"][0] == 2
     assert (await fetch(stack.database_url, "SELECT count(*) FROM command_outcomes"
                          " WHERE status = 'rejected'"))[0][0] >= 5  # fmt: skip
 
