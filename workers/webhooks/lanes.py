@@ -23,6 +23,10 @@ from workers.webhooks.sender import Sender
 
 log = structlog.get_logger("opsml.webhooks")
 
+# Pending deliveries read per query; the lane reads again after a retry is scheduled or when
+# woken (a redelivery request may put an older event first).
+BATCH = 50
+
 
 class Lane:
     def __init__(
@@ -51,17 +55,21 @@ class Lane:
 
     async def run(self) -> None:
         while True:
-            d = await store.next_delivery(self.pool, self.endpoint_id)
-            if d is None:
+            batch = await store.next_deliveries(self.pool, self.endpoint_id, BATCH)
+            if not batch:
                 await self._sleep(self.idle_s)
                 continue
-            wait = (d["next_attempt_at"] - d["db_now"]).total_seconds()
-            if wait > 0:
-                await self._sleep(wait)
-                continue
-            await self.attempt(d)
+            for d in batch:
+                wait = (d["next_attempt_at"] - d["db_now"]).total_seconds()
+                if wait > 0:
+                    await self._sleep(wait)
+                    break  # read again: a redelivery request may have put an older one first
+                if not await self.attempt(d) or self.wake.is_set():
+                    self.wake.clear()
+                    break
 
-    async def attempt(self, d: asyncpg.Record) -> None:
+    async def attempt(self, d: asyncpg.Record) -> bool:
+        """One attempt; whether the lane may go on to the next delivery (sent or dead)."""
         endpoint = self.endpoint
         body = d["body"].encode()
         secrets_ = store.signing_secrets(endpoint, datetime.now(UTC))
@@ -77,15 +85,15 @@ class Lane:
         else:
             status = "pending"
             delay = self.backoff.delay(this_round)
-        async with self.pool.acquire() as conn:
-            await store.settle(
-                conn, self.endpoint_id, d["event_offset"], attempt=n, status=status,
-                delay_s=delay, code=result.code, error=result.error, response=result.response,
-                latency_ms=result.latency_ms,
-            )  # fmt: skip
+        await store.settle(
+            self.pool, self.endpoint_id, d["event_offset"], attempt=n, status=status,
+            delay_s=delay, code=result.code, error=result.error, response=result.response,
+            latency_ms=result.latency_ms,
+        )  # fmt: skip
         log_ = log.info if result.ok else log.warning
         log_(
             "webhook attempt", endpoint=self.endpoint_id, offset=d["event_offset"], attempt=n,
             status=status, code=result.code, error=result.error,
             latency_ms=round(result.latency_ms, 1), retry_in_s=round(delay, 2) if delay else None,
         )  # fmt: skip
+        return status != "pending"

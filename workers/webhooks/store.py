@@ -91,8 +91,8 @@ async def fan_out(
         await conn.execute(Q["wh_save_cursor"], CURSOR, position, max_epoch)
 
 
-async def next_delivery(conn: Conn, endpoint_id: str) -> Row | None:
-    return await conn.fetchrow(Q["wh_next_delivery"], endpoint_id)  # type: ignore[no-any-return]
+async def next_deliveries(conn: Conn, endpoint_id: str, limit: int) -> list[Row]:
+    return list(await conn.fetch(Q["wh_next_deliveries"], endpoint_id, limit))
 
 
 async def lanes_with_work(conn: Conn) -> set[str]:
@@ -100,20 +100,14 @@ async def lanes_with_work(conn: Conn) -> set[str]:
 
 
 async def settle(
-    conn: asyncpg.Connection, endpoint_id: str, offset: int, *, attempt: int, status: str,
-    delay_s: float, code: int | None, error: str | None, response: str | None,
-    latency_ms: float,
+    conn: Conn, endpoint_id: str, offset: int, *, attempt: int, status: str, delay_s: float,
+    code: int | None, error: str | None, response: str | None, latency_ms: float,
 ) -> None:  # fmt: skip
-    """Record one attempt in the log and the delivery's new state, together."""
-    async with conn.transaction():
-        await conn.execute(
-            Q["wh_record_attempt"], endpoint_id, offset, attempt, code, error, response,
-            latency_ms,
-        )  # fmt: skip
-        await conn.execute(
-            Q["wh_settle_delivery"], endpoint_id, offset, status, delay_s, attempt, code, error,
-            response, latency_ms,
-        )  # fmt: skip
+    """Record one attempt in the log and the delivery's new state, in one statement."""
+    await conn.execute(
+        Q["wh_settle_delivery"], endpoint_id, offset, status, delay_s, attempt, code, error,
+        response, latency_ms,
+    )  # fmt: skip
 
 
 async def list_deliveries(

@@ -46,13 +46,13 @@ INSERT INTO opsml_webhooks.deliveries (endpoint_id, event_offset, event_id, even
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (endpoint_id, event_offset) DO NOTHING;
 
--- name: wh_next_delivery
--- An endpoint's lane: its oldest pending delivery (per-endpoint order is event order).
+-- name: wh_next_deliveries
+-- An endpoint's lane: its oldest pending deliveries (per-endpoint order is event order).
 SELECT endpoint_id, event_offset, event_id, event_type, body, attempts, round_start,
        next_attempt_at, now() AS db_now
 FROM opsml_webhooks.deliveries
 WHERE endpoint_id = $1 AND status = 'pending'
-ORDER BY event_offset LIMIT 1;
+ORDER BY event_offset LIMIT $2;
 
 -- name: wh_lanes_with_work
 -- Endpoints (enabled) with anything pending: the process's wake-up check.
@@ -60,17 +60,18 @@ SELECT DISTINCT d.endpoint_id FROM opsml_webhooks.deliveries d
 JOIN opsml_webhooks.endpoints e USING (endpoint_id)
 WHERE d.status = 'pending' AND e.enabled;
 
--- name: wh_record_attempt
-INSERT INTO opsml_webhooks.attempts
-    (endpoint_id, event_offset, attempt, status_code, error, response, latency_ms)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT DO NOTHING;
-
 -- name: wh_settle_delivery
--- After an attempt: $3 the new status, $4 seconds until the next try (pending only).
+-- After an attempt, in one statement: the attempt into the log, and the delivery's new state
+-- ($3 the status, $4 seconds until the next try while pending).
+WITH logged AS (
+    INSERT INTO opsml_webhooks.attempts
+        (endpoint_id, event_offset, attempt, status_code, error, response, latency_ms)
+    VALUES ($1, $2, $5, $6, $7, $8, $9)
+    ON CONFLICT DO NOTHING
+)
 UPDATE opsml_webhooks.deliveries
-SET attempts = $5, status = $3, next_attempt_at = now() + $4 * interval '1 second', last_status_code = $6, last_error = $7,
-    last_response = $8, last_latency_ms = $9,
+SET attempts = $5, status = $3, next_attempt_at = now() + $4 * interval '1 second',
+    last_status_code = $6, last_error = $7, last_response = $8, last_latency_ms = $9,
     delivered_at = CASE WHEN $3 = 'delivered' THEN now() ELSE delivered_at END
 WHERE endpoint_id = $1 AND event_offset = $2;
 
