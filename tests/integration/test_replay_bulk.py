@@ -220,7 +220,8 @@ async def test_bulk_path_builds_the_same_tables_as_the_live_projection(database_
 
         diffs = await compare(live, "opsml_rebuild_1", "opsml_rebuild_2")
         assert [d.table for d in diffs] == [
-            "artifacts", "cards", "command_outcomes", "event_log", "lineage", "run_metrics",
+            "alias_history", "aliases", "artifacts", "card_changes", "cards", "command_outcomes",
+            "event_log", "lineage", "run_metrics",
         ]  # fmt: skip
         assert all(d.equal for d in diffs), [d.describe() for d in diffs if not d.equal]
         counts = {d.table: d.live_rows for d in diffs}
