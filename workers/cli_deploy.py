@@ -19,8 +19,9 @@ def lock(
     spec: Annotated[
         Path | None,
         typer.Argument(
-            help="The deploy spec: a TOML file with [[cards]], or a pyproject.toml with"
-            " [[tool.opsml.deploy.cards]] (default: opsml-deploy.toml, else pyproject.toml).",
+            help="The deploy spec: a TOML file with \\[\\[cards]] tables, or a pyproject.toml"
+            " with \\[\\[tool.opsml.deploy.cards]] (default: opsml-deploy.toml, else"
+            " pyproject.toml).",
             show_default=False,
         ),
     ] = None,
