@@ -492,3 +492,73 @@ async def test_admin_scope_and_private_addresses(wstack: WebhookStack, tmp_path:
             assert (await http.get("/api/v1/webhooks", headers=h)).status_code == 200
     finally:
         api.stop()
+
+
+def docs_receiver(port: int) -> str:
+    """The receiver of docs/events.md's "redeploy when `prod` moves", as published, on `port`."""
+    text = (Path(__file__).parents[2] / "docs" / "events.md").read_text()
+    after = text[text.index("**Example: redeploy when `prod` moves.**") :]
+    code = after[after.index("```python\n") + 10 :]
+    code = code[: code.index("```")]
+    assert 'HTTPServer(("0.0.0.0", 8080), Hook)' in code
+    return code.replace('("0.0.0.0", 8080)', f'("127.0.0.1", {port})')
+
+
+async def test_alias_filter_and_the_documented_receiver(
+    wstack: WebhookStack, tmp_path: Path
+) -> None:
+    """An endpoint filtered on `alias_set` of `prod` gets exactly those events; the docs'
+    example receiver verifies them and redeploys each version once (a redelivery of the same
+    event id is skipped)."""
+    (port,) = procs.free_ports(1)
+    script = tmp_path / "receiver.py"
+    script.write_text(docs_receiver(port))
+    async with httpx.AsyncClient(base_url=wstack.url, timeout=30) as http:
+        ep = await register(
+            http, url=f"http://127.0.0.1:{port}/hook", event_types=["alias_set"],
+            registry="model", alias="prod",
+        )  # fmt: skip
+        out = tmp_path / "receiver.out"
+        proc = procs.spawn(
+            [sys.executable, "-u", str(script)],
+            env={"WEBHOOK_SECRET": ep["secret"]},
+            log_path=out,
+        )
+        try:
+            procs.wait_port("127.0.0.1", port, 20, proc)
+            async with AsyncCardRegistry("model", tracking_uri=wstack.url) as model:
+                v1 = await model.register_card(ModelCard(space="hooks", name="ranker"))
+                v2 = await model.register_card(ModelCard(space="hooks", name="ranker"))
+                await model.set_alias("staging", v1)  # another alias: not sent
+                await model.set_alias("prod", v1)
+                await model.set_alias("prod", v2)
+
+            async def two() -> bool:
+                return out.read_text().count("deploying") == 2
+
+            await wait_for(two, 15, "two deployments by the documented receiver")
+            offsets = (await http.get(f"/api/v1/webhooks/{ep['endpoint_id']}/deliveries")).json()[
+                "deliveries"
+            ]
+            assert [d["status"] for d in offsets] == ["delivered", "delivered"]
+            assert [d["last_status_code"] for d in offsets] == [204, 204]
+            resp = await http.post(
+                f"/api/v1/webhooks/{ep['endpoint_id']}/deliveries/"
+                f"{offsets[0]['event_offset']}/redeliver"
+            )
+            assert resp.status_code == 202
+
+            async def resent() -> bool:
+                got = (
+                    await http.get(
+                        f"/api/v1/webhooks/{ep['endpoint_id']}/deliveries/"
+                        f"{offsets[0]['event_offset']}"
+                    )
+                ).json()
+                return got["attempts"] == 2 and got["status"] == "delivered"
+
+            await wait_for(resent, 10, "the redelivery")
+            lines = [x for x in out.read_text().splitlines() if x.startswith("deploying")]
+            assert lines == [f"deploying ranker {v1.version}", f"deploying ranker {v2.version}"]
+        finally:
+            procs.stop(proc)
