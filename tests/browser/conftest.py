@@ -15,6 +15,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from registry_core.auth import parse_scopes
+from registry_core.persistence import tokens
 from tests.conftest import ADMIN_URL, Stack, _db_url
 from workers import procs
 from workers.dev import start_tansu
@@ -57,7 +59,39 @@ def module_stack(tmp: Path, extra_env: dict[str, str] | None = None) -> Iterator
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
-@pytest.fixture(scope="module")
+GRANT_KEY = "ui-test-grant-key-" + "x" * 32
+
+
+@pytest.fixture(scope="package")
+def ui_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """One stack for every browser test, with access control on (tokens, cookie sessions)."""
+    env = {"OPSML_GRANT_KEY": GRANT_KEY, "OPSML_TOKEN_CACHE_SECONDS": "0"}
+    yield from module_stack(tmp_path_factory.mktemp("ui"), env)
+
+
+async def make_token(stack: Stack, name: str, scopes: str) -> str:
+    """A token straight in the database (what `opsml token create` does, without its start)."""
+    conn = await asyncpg.connect(stack.database_url)
+    try:
+        token, _ = await tokens.create_token(conn, name, parse_scopes([scopes]), ["*"])
+        return token
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="package")
+async def admin_url(ui_stack: Stack) -> str:
+    """The stack's URL with an admin token in it, as a client's OPSML_TRACKING_URI."""
+    token = await make_token(ui_stack, "seeder", "admin")
+    return f"http://{token}@{ui_stack.url.removeprefix('http://')}"
+
+
+@pytest.fixture(scope="package")
+async def reader_token(ui_stack: Stack) -> str:
+    return await make_token(ui_stack, "browser", "read")
+
+
+@pytest.fixture(scope="package")
 async def browser() -> AsyncIterator[object]:
     from playwright.async_api import async_playwright
 

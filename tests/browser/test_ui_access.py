@@ -6,7 +6,6 @@ CSRF value; the API itself still wants its bearer token; a revoked token ends th
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +13,13 @@ import asyncpg
 import httpx
 import pytest
 
-from client import AsyncCardRegistry, DataCard
-from registry_core.auth import parse_scopes, split_token
+from client import AsyncCardRegistry, RunCard
+from registry_core.auth import split_token
 from registry_core.persistence import tokens
-from tests.browser.conftest import Console, module_stack
+from tests.browser.conftest import Console, make_token
 from tests.conftest import Stack
 
 pytestmark = pytest.mark.integration
-GRANT_KEY = "ui-test-grant-key-" + "x" * 32
-
-
-@pytest.fixture(scope="module")
-def auth_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    env = {"OPSML_GRANT_KEY": GRANT_KEY, "OPSML_TOKEN_CACHE_SECONDS": "0"}
-    yield from module_stack(tmp_path_factory.mktemp("ui-auth"), env)
-
-
-async def _token(stack: Stack, name: str, scopes: str) -> str:
-    """A token straight in the database (what `opsml token create` does, without its start)."""
-    conn = await asyncpg.connect(stack.database_url)
-    try:
-        token, _ = await tokens.create_token(conn, name, parse_scopes([scopes]), ["*"])
-        return token
-    finally:
-        await conn.close()
 
 
 async def _revoke(stack: Stack, token: str) -> None:
@@ -49,12 +31,10 @@ async def _revoke(stack: Stack, token: str) -> None:
 
 
 async def test_login_cookie_scope_csrf_and_live(
-    auth_stack: Stack, browser: Any, shots: Path
+    ui_stack: Stack, browser: Any, shots: Path, admin_url: str
 ) -> None:
-    url = auth_stack.url
-    reader = await _token(auth_stack, "viewer", "read")
-    writer = await _token(auth_stack, "ci", "admin")
-    host = url.removeprefix("http://")
+    url = ui_stack.url
+    reader = await make_token(ui_stack, "viewer", "read")
 
     # without a session: pages send the browser to the login page, the stream is refused,
     # and the API is unchanged (a bearer token, never the cookie)
@@ -101,12 +81,13 @@ async def test_login_cookie_scope_csrf_and_live(
         cookie = next(c for c in await context.cookies() if c["name"] == "opsml_ui_token")
         assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/"
         assert reader not in await page.evaluate("document.cookie")  # no script can read it
+        await page.goto(url + "/")  # the overview's latest registrations
         await page.wait_for_selector("#live-state[data-state=live]", timeout=5000)
 
         # the session's live stream: a card registered by another token appears here
-        async with AsyncCardRegistry("data", tracking_uri=f"http://{writer}@{host}") as reg:
+        async with AsyncCardRegistry("run", tracking_uri=admin_url) as reg:
             t0 = time.monotonic()
-            await reg.register_card(DataCard(space="secure", name="shown-live"))
+            await reg.register_card(RunCard(space="secure", name="shown-live"))
             await page.get_by_text("shown-live").wait_for(timeout=3000)
             assert time.monotonic() - t0 < 3
 
@@ -123,7 +104,7 @@ async def test_login_cookie_scope_csrf_and_live(
         await page.get_by_label("API token").fill(reader)
         await page.get_by_label("API token").press("Enter")
         await page.wait_for_url(url + "/")
-        await _revoke(auth_stack, reader)
+        await _revoke(ui_stack, reader)
         await page.goto(url + "/ui/events")
         assert "/ui/login" in page.url
         assert [e for e in console.errors if "401" not in e and "403" not in e] == []

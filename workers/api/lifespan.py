@@ -49,7 +49,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.waiters = OutcomeWaiters(s.dsn)
     await app.state.waiters.start()
     app.state.ui_live = LiveHub(s.dsn)  # the web UI's live feed (workers/ui/live.py)
-    app.state.ui_live.on_change.append(app.state.ui_counts.expire)
+    app.state.ui_live.on_change.append(app.state.ui_counts.changed)
     await app.state.ui_live.start()
     app.state.store = open_store(
         s.storage_uri, s3_endpoint_url=s.s3_endpoint_url, s3_region=s.s3_region

@@ -90,7 +90,7 @@ def new_csrf() -> str:
 
 def set_csrf(response: Response, request: Request, value: str) -> None:
     response.set_cookie(
-        CSRF_COOKIE, value, httponly=True, samesite="strict", path=PREFIX,
+        CSRF_COOKIE, value, httponly=True, samesite="strict", path="/",
         secure=request.url.scheme == "https",
     )  # fmt: skip
 

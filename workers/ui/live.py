@@ -61,7 +61,9 @@ class LiveHub:
         self._watch: asyncio.Task[None] | None = None
         self._todo: list[str] = []
         self._reader: asyncio.Task[None] | None = None
-        self.on_change: list[Any] = []  # callables run on every change (the counts cache)
+        # awaited on every change before the pages are told, with the listening connection and
+        # whether any page is open (the overview's counts: workers/ui/data.py)
+        self.on_change: list[Callable[[asyncpg.Connection, bool], Awaitable[None]]] = []
 
     async def start(self) -> None:
         try:
@@ -123,7 +125,10 @@ class LiveHub:
                 self.broadcast(RESYNC)
                 continue
             for fn in self.on_change:
-                fn()
+                try:
+                    await fn(conn, bool(self.subscribers))
+                except Exception as exc:
+                    log.warning("live feed: a change hook failed", error=type(exc).__name__)
             for r in rows:
                 self.broadcast(
                     {
