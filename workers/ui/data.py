@@ -75,7 +75,6 @@ async def search_names(conn: Conn, s: NameSearch) -> tuple[list[dict[str, Any]],
         where.append(f"status = {arg('active')}")
     q = NOT_IN_NAMES.sub("", s.q.lower())  # a name's own alphabet: no LIKE wildcards left
     if q:
-        # LIKE (not strpos) so the trigram index of migration 0009 can serve it
         where.append(f"name LIKE {arg('%' + q + '%')}")
     if s.tags:
         where.append(f"tags @> {arg(s.tags)}::jsonb")
