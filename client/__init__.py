@@ -31,6 +31,7 @@ from client.sync import CardRegistry
 from client.transport import CardQuery, Transport
 from registry_core.domain.cards import AuditComment, AuditQuestion, Metric
 from registry_core.domain.errors import (
+    ArtifactIntegrityError,
     CardIsDeleted,
     CardNotFound,
     InvalidCommand,
@@ -47,6 +48,7 @@ from registry_core.domain.errors import (
 
 __all__ = [
     "AlreadyRegistered",
+    "ArtifactIntegrityError",
     "AsyncCardRegistry",
     "AuditCard",
     "AuditComment",

@@ -227,3 +227,9 @@ def test_plain_download_writes_card_json(stack: Stack, tmp_path: Path) -> None:
     assert doc["interface"]["sample_data"] == {"path": "sample_data.npy", "type": "numpy"}
     loaded = load_card_dir(tmp_path / "b")
     assert np.array_equal(loaded.model.predict(X), card.model.predict(X))
+
+    # card.download_artifacts() makes the same bundle (sync here; async in download --lock)
+    with CardRegistry("model", tracking_uri=stack.url) as reg:
+        paths = reg.load_card(uid=card.uid).download_artifacts(tmp_path / "c")
+    assert sorted(p.name for p in paths) == ["model.skops", "sample_data.npy"]
+    assert json.loads((tmp_path / "c" / "card.json").read_text()) == doc
