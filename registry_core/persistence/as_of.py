@@ -22,11 +22,22 @@ from registry_core.persistence.db import Q
 
 # The archived event holding a card's record as of offset {o}, when the card changed after {o}
 # (else no row, and the current row is the answer). `{o}` is a $n placeholder, never data.
+# (A CASE: the archive is read only for the cards that changed after the moment.)
 LATERAL = (
-    " LEFT JOIN LATERAL (SELECT e.payload AS asof_payload FROM event_log e"
-    " WHERE EXISTS (SELECT 1 FROM card_changes y WHERE y.uid = cards.uid AND y.event_offset > {o})"
-    " AND e.event_offset = (SELECT coalesce(max(x.event_offset), cards.event_offset)"
-    " FROM card_changes x WHERE x.uid = cards.uid AND x.event_offset <= {o})) AS h ON true"
+    " LEFT JOIN LATERAL (SELECT CASE WHEN EXISTS (SELECT 1 FROM card_changes y"
+    " WHERE y.uid = cards.uid AND y.event_offset > {o}) THEN (SELECT e.payload FROM event_log e"
+    " WHERE e.event_offset = (SELECT coalesce(max(x.event_offset), cards.event_offset)"
+    " FROM card_changes x WHERE x.uid = cards.uid AND x.event_offset <= {o})) END"
+    " AS asof_payload) AS h ON true"
+)
+# The aliases pointing at each card as of {o}: each alias of the card's name at its last move at
+# or below {o} (alias_history_at), if that was a set to this card.
+ALIASES = (
+    "ARRAY(SELECT l.alias FROM (SELECT DISTINCT ON (ah.alias) ah.alias, ah.action, ah.uid"
+    " FROM alias_history ah WHERE ah.registry = cards.registry AND ah.space = cards.space"
+    " AND ah.name = cards.name AND ah.event_offset <= {o}"
+    " ORDER BY ah.alias, ah.event_offset DESC) AS l"
+    " WHERE l.action = 'set' AND l.uid = cards.uid ORDER BY 1) AS aliases"
 )
 STATUS = "coalesce(h.asof_payload->'card'->>'status', status)"
 TAGS = "coalesce((h.asof_payload->'card'->'tags')::jsonb, tags)"
@@ -86,12 +97,3 @@ async def get_card(conn: Any, uid: UUID, offset: int) -> dict[str, Any] | None:
     """One card as of `offset` (None: not registered yet then)."""
     row = await conn.fetchrow(Q["get_card_as_of"], uid, offset)
     return overlay(dict(row)) if row is not None else None
-
-
-async def aliases_of(conn: Any, uids: list[UUID], offset: int) -> dict[UUID, list[str]]:
-    """The aliases pointing at these cards as of `offset`."""
-    out: dict[UUID, list[str]] = {}
-    if uids:
-        for r in await conn.fetch(Q["aliases_of_uids_as_of"], uids, offset):
-            out.setdefault(r["uid"], []).append(r["alias"])
-    return out

@@ -136,7 +136,11 @@ async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], s
     limit = max(1, min(f.limit, MAX_LIMIT))
     sql = (
         f"SELECT {CARD_COLUMNS}, {SORT_COLUMNS}, "
-        + (f"{ALIASES_NOW} FROM cards" if o is None else f"h.asof_payload FROM cards{_lateral(o)}")
+        + (
+            f"{ALIASES_NOW} FROM cards"
+            if o is None
+            else f"{history.ALIASES.format(o=o)}, h.asof_payload FROM cards{_lateral(o)}"
+        )
         + (" WHERE " + " AND ".join(where) if where else "")
         + " ORDER BY "
         + ", ".join(f"{c} DESC" for c in order)
@@ -148,11 +152,9 @@ async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], s
     for r in page:
         for c in ("major", "minor", "patch", "pre_key"):
             r.pop(c)
-    if o is not None and page:
-        found = await history.aliases_of(conn, [r["uid"] for r in page], f.as_of or 0)
+    if o is not None:
         for r in page:
             history.overlay(r)
-            r["aliases"] = found.get(r["uid"], [])
     return page, next_cursor
 
 

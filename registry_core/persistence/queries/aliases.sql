@@ -74,23 +74,22 @@ SELECT coalesce((SELECT max(event_offset) FROM event_log), -1) AS event_offset;
 -- One card as of offset $2 (no row: not registered yet), with the archived record of its last
 -- change at or below $2 when it changed after $2 (registry_core/persistence/as_of.py).
 SELECT uid, registry, space, name, version, card_type, tags, description, metadata, attributes,
-       artifacts, status, created_at, updated_at, command_id, actor, event_offset, h.asof_payload
+       artifacts, status, created_at, updated_at, command_id, actor, event_offset, h.asof_payload,
+       ARRAY(SELECT l.alias FROM (
+           SELECT DISTINCT ON (ah.alias) ah.alias, ah.action, ah.uid FROM alias_history ah
+           WHERE ah.registry = cards.registry AND ah.space = cards.space AND ah.name = cards.name
+             AND ah.event_offset <= $2
+           ORDER BY ah.alias, ah.event_offset DESC) AS l
+           WHERE l.action = 'set' AND l.uid = cards.uid ORDER BY 1) AS aliases
 FROM cards
 LEFT JOIN LATERAL (
-    SELECT e.payload AS asof_payload FROM event_log e
-    WHERE EXISTS (SELECT 1 FROM card_changes y WHERE y.uid = cards.uid AND y.event_offset > $2)
-      AND e.event_offset = (SELECT coalesce(max(x.event_offset), cards.event_offset)
-                            FROM card_changes x WHERE x.uid = cards.uid AND x.event_offset <= $2)
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM card_changes y
+                             WHERE y.uid = cards.uid AND y.event_offset > $2)
+           THEN (SELECT e.payload FROM event_log e
+                 WHERE e.event_offset = (SELECT coalesce(max(x.event_offset), cards.event_offset)
+                                         FROM card_changes x
+                                         WHERE x.uid = cards.uid AND x.event_offset <= $2))
+           END AS asof_payload
 ) AS h ON true
 WHERE uid = $1 AND event_offset <= $2;
 
--- name: aliases_of_uids_as_of
--- The aliases pointing at cards $1 as of offset $2.
-SELECT uid, alias FROM (
-    SELECT DISTINCT ON (h.registry, h.space, h.name, h.alias) h.alias, h.action, h.uid
-    FROM alias_history AS h
-    JOIN (SELECT DISTINCT registry, space, name FROM cards WHERE uid = ANY($1::uuid[])) AS k
-      ON h.registry = k.registry AND h.space = k.space AND h.name = k.name
-    WHERE h.event_offset <= $2
-    ORDER BY h.registry, h.space, h.name, h.alias, h.event_offset DESC
-) AS last WHERE action = 'set' AND uid = ANY($1::uuid[]) ORDER BY alias;

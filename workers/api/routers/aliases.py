@@ -96,10 +96,10 @@ async def alias_card(
     uid = found[0]["uid"]
     if offset is None:
         card = await read.get_card(pool, uid)
-        names = (await aliases.aliases_of(pool, [uid])).get(uid, [])
+        if card is not None:
+            card["aliases"] = (await aliases.aliases_of(pool, [uid])).get(uid, [])
     else:
-        card = await history.get_card(pool, uid, offset)
-        names = (await history.aliases_of(pool, [uid], offset)).get(uid, [])
+        card = await history.get_card(pool, uid, offset)  # (with its aliases then)
     if card is None:  # pragma: no cover - an alias points at a registered card
         raise AliasNotFound(f"alias {alias!r} points at {uid}, which is not in the registry")
-    return _json({**card, "aliases": names})
+    return _json(card)
