@@ -118,6 +118,9 @@ class Settings(BaseSettings):
     webhook_fetch_max_wait_ms: int = Field(default=50, ge=0, le=10_000)
     # How long a rotated-out secret keeps signing next to the new one.
     webhook_secret_grace_hours: float = Field(default=24.0, ge=0)
+    # Delivered deliveries (and their attempts) are kept this long in the delivery log; dead
+    # and pending ones until they are delivered or their endpoint is deleted.
+    webhook_retention_days: float = Field(default=30.0, gt=0)
 
     log_format: Literal["json", "console"] = "console"
     log_level: str = "info"

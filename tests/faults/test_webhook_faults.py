@@ -70,12 +70,12 @@ async def test_kills_and_a_receiver_down_for_30s_lose_nothing(fstack: WebhookSta
         at_kills: list[int] = []
 
         async def stream() -> None:
-            """Registrations until the kills are over (at least 100), one every ~40 ms."""
+            """Registrations until the kills are over (at least 100), one every ~70 ms."""
             async with AsyncCardRegistry("run", tracking_uri=fstack.url) as runs:
                 i = 0
                 while i < 100 or not kills_over.is_set():
                     await runs.register_card(RunCard(space="faults", name=f"w{i % 7}"))
-                    await asyncio.sleep(0.03)
+                    await asyncio.sleep(0.06)
                     i += 1
             stream_done.set()
 

@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from registry_core.persistence.tokens import create_token
 from tests.conftest import ADMIN_URL, Stack, _db_url
 from workers import procs
 from workers.dev import start_tansu
-from workers.webhooks import signing
+from workers.webhooks import signing, store
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -123,9 +124,14 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(data)
 
-        ThreadingHTTPServer.allow_reuse_address = True
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            allow_reuse_address = True
+            daemon_threads = True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                pass  # a sender that gave up (timeout, huge answer) resets its connection
+
+        self.server = Server(("127.0.0.1", self.port), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -370,6 +376,13 @@ async def test_delivery_filters_failures_dead_letters_and_redelivery(
         assert receiver.of("/redirected") == []
         d = (await http.get(f"/api/v1/webhooks/{redirect['endpoint_id']}/deliveries")).json()
         assert "not followed" in d["deliveries"][0]["last_error"]
+        # deleting an endpoint in the middle of an attempt stops its lane, not the process
+        resp = await http.delete(f"/api/v1/webhooks/{slow['endpoint_id']}")
+        assert resp.status_code == 204
+        await asyncio.sleep(1.0)  # > one attempt (0.5 s) and one poll (0.2 s)
+        assert all(p.poll() is None for p in wstack.deliverers)
+        logs = "".join((wstack.logs / f"webhooks{n}.log").read_text() for n in (0, 1))
+        assert "restarting" not in logs
         print(f"/all complete {took:.2f} s after the first registration")
         standby = [(wstack.logs / f"webhooks{n}.log").read_text() for n in (0, 1)]
         assert sum("another delivery process is active; standing by" in t for t in standby) == 1
@@ -562,3 +575,23 @@ async def test_alias_filter_and_the_documented_receiver(
             assert lines == [f"deploying ranker {v1.version}", f"deploying ranker {v2.version}"]
         finally:
             procs.stop(proc)
+
+
+async def test_retention_prunes_only_delivered(wstack: WebhookStack) -> None:
+    conn = await db.connect(wstack.database_url)
+    try:
+        count = "SELECT status, count(*) FROM opsml_webhooks.deliveries GROUP BY status"
+        before = dict(list(await conn.fetch(count)))
+        assert before["delivered"] > 0 and before["dead"] > 0
+        assert await store.prune_delivered(conn, timedelta(days=1)) == 0
+        assert await store.prune_delivered(conn, timedelta(0)) == before["delivered"]
+        after = dict(list(await conn.fetch(count)))
+        assert "delivered" not in after and after["dead"] == before["dead"]
+        orphans = await conn.fetchval(
+            "SELECT count(*) FROM opsml_webhooks.attempts a WHERE NOT EXISTS (SELECT 1 FROM"
+            " opsml_webhooks.deliveries d WHERE d.endpoint_id = a.endpoint_id"
+            " AND d.event_offset = a.event_offset)"
+        )
+        assert orphans == 0
+    finally:
+        await conn.close()

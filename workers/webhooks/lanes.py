@@ -85,11 +85,15 @@ class Lane:
         else:
             status = "pending"
             delay = self.backoff.delay(this_round)
-        await store.settle(
-            self.pool, self.endpoint_id, d["event_offset"], attempt=n, status=status,
-            delay_s=delay, code=result.code, error=result.error, response=result.response,
-            latency_ms=result.latency_ms,
-        )  # fmt: skip
+        try:
+            await store.settle(
+                self.pool, self.endpoint_id, d["event_offset"], attempt=n, status=status,
+                delay_s=delay, code=result.code, error=result.error, response=result.response,
+                latency_ms=result.latency_ms,
+            )  # fmt: skip
+        except asyncpg.ForeignKeyViolationError:
+            log.info("webhook endpoint deleted during an attempt", endpoint=self.endpoint_id)
+            return False
         log_ = log.info if result.ok else log.warning
         log_(
             "webhook attempt", endpoint=self.endpoint_id, offset=d["event_offset"], attempt=n,

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from datetime import timedelta
 
 import asyncpg
 import structlog
@@ -32,6 +34,7 @@ SESSION = {"synchronous_commit": "off"}
 # wait as hot standbys on this advisory lock, held by the fan-out's connection; Postgres
 # releases it when that session ends, a SIGKILL included.
 WEBHOOKS_LOCK = 18
+PRUNE_EVERY_S = 600.0
 OUTAGES = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, KafkaError,
            InfrastructureError)  # fmt: skip
 
@@ -104,8 +107,14 @@ class WebhookService:
                     waiting = True
                 await asyncio.sleep(self.settings.webhook_poll_seconds)
             fanout = asyncio.create_task(run_fanout(self.settings, conn, self.wake))
+            pruned_at = 0.0
             while True:
                 await self.sync_lanes()
+                if time.monotonic() - pruned_at > PRUNE_EVERY_S:
+                    pruned_at = time.monotonic()
+                    keep = timedelta(days=self.settings.webhook_retention_days)
+                    if n := await store.prune_delivered(self.pool, keep):
+                        log.info("delivery log pruned", deliveries=n)
                 if fanout.done():
                     fanout.result()  # raises what stopped it
                 failed = self._lane_failed()

@@ -131,3 +131,8 @@ async def redeliver(conn: Conn, endpoint_id: str, offset: int | None) -> list[in
     else:
         rows = await conn.fetch(Q["wh_redeliver"], endpoint_id, offset)
     return sorted(r["event_offset"] for r in rows)
+
+
+async def prune_delivered(conn: Conn, older_than: timedelta) -> int:
+    done = await conn.execute(Q["wh_prune_delivered"], older_than)
+    return int(done.split()[-1])

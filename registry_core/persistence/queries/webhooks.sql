@@ -103,3 +103,8 @@ UPDATE opsml_webhooks.deliveries
 SET status = 'pending', next_attempt_at = now(), round_start = attempts
 WHERE endpoint_id = $1 AND status = 'dead'
 RETURNING event_offset;
+
+-- name: wh_prune_delivered
+-- The delivery log's retention: delivered deliveries older than $1 (their attempts cascade).
+DELETE FROM opsml_webhooks.deliveries
+WHERE status = 'delivered' AND delivered_at < now() - $1::interval;
