@@ -226,6 +226,9 @@ def test_corrupt_missing_and_foreign_bundles_are_refused(
         ModelCard(space="demo", name="churn", model=model, sample_data=X[:2], export_onnx=True),
         tmp_path / "ok",
     )
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(InvalidArtifact, match=r"export_onnx=True needs the `onnx` extra"):
+        make_bundle(ModelCard(space="demo", name="churn", model=model, export_onnx=True), tmp_path)
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(MissingExtra, match=r"opsml-registry\[onnx\]"):
         load_card_dir(ok, model="onnx")
