@@ -6,21 +6,25 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from uuid import uuid4
 
 import orjson
 import pytest
 
 from client import AsyncCardRegistry, ModelCard
+from registry_core.auth import split_token
 from registry_core.domain.errors import (
     AliasInUse,
     AliasNotFound,
     CardNotFound,
+    Forbidden,
     InvalidCommand,
     InvalidQuery,
 )
-from tests.conftest import Stack
+from tests.conftest import Stack, running
 from tests.integration.helpers import outcome, publish_raw
+from workers import procs
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +149,49 @@ async def test_cli_alias_set_ls_history_rm(stack: Stack) -> None:
     again = _cli(stack, "alias", "rm", "prod", *name)
     assert again.returncode == 1 and "has no alias 'prod'" in again.stderr
     assert "Traceback" not in again.stderr
+
+
+GRANT_KEY = "test-grant-key-" + "y" * 32
+
+
+async def test_protected_aliases_need_admin_or_an_explicit_grant(
+    database_url: str, kafka: str, tmp_path: Path
+) -> None:
+    stack = Stack(
+        database_url, kafka, tmp_path,
+        extra_env={"OPSML_GRANT_KEY": GRANT_KEY, "OPSML_TOKEN_CACHE_SECONDS": "0"},
+    )  # fmt: skip
+    async with running(stack):
+        tokens = {}
+        for who, scopes in (("root", "admin"), ("ci", "write"), ("release", "write")):
+            made = _cli(stack, "token", "create", "--name", who, "--scopes", scopes)
+            assert made.returncode == 0, made.stderr
+            tokens[who] = made.stdout.strip()
+        host = stack.url.removeprefix("http://")
+
+        def registry(who: str) -> AsyncCardRegistry:
+            return AsyncCardRegistry("model", tracking_uri=f"http://{tokens[who]}@{host}")
+
+        where = {"space": "team", "name": "churn"}
+        async with registry("ci") as ci:
+            card = await ci.register_card(ModelCard(**where))
+            assert (await ci.set_alias("staging", card)).status == "alias_set"  # not protected
+            with pytest.raises(Forbidden, match="alias 'prod' is protected"):
+                await ci.set_alias("prod", card)
+        async with registry("root") as root:
+            assert (await root.set_alias("prod", card)).status == "alias_set"
+        async with registry("ci") as ci:
+            with pytest.raises(Forbidden, match="protected"):
+                await ci.remove_alias("prod", **where)
+            assert [a.alias for a in await ci.list_aliases(**where)] == ["prod", "staging"]
+
+        # an explicit grant: the release token may move prod (the setting is the worker's)
+        release_id = split_token(tokens["release"])[0]
+        stack.start_worker(OPSML_ALIAS_GRANTS=f"prod:{release_id}")
+        procs.stop(stack.workers[0])
+        await stack.wait_active(epoch=2)
+        async with registry("release") as release:
+            assert (await release.remove_alias("prod", **where)).status == "alias_removed"
+        async with registry("ci") as ci:
+            with pytest.raises(Forbidden, match="protected"):
+                await ci.set_alias("prod", card)
