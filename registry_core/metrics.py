@@ -8,6 +8,7 @@ does one counter and one histogram update per request.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter as Tally
 from collections.abc import Collection, Iterable
 from datetime import UTC, datetime
@@ -61,6 +62,10 @@ PHASE = Histogram(
     ["phase"],
     buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
     registry=WORKER,
+)
+# the children, looked up once (a `labels()` call takes a lock and builds a key every time)
+DECIDE, ARTIFACTS, PUBLISH, PROJECT = (
+    PHASE.labels(p) for p in ("decide", "artifacts", "publish", "project")
 )
 REGISTRATION_LATENCY = Histogram(
     "opsml_registration_latency_seconds",
@@ -132,13 +137,13 @@ def render(registry: CollectorRegistry) -> bytes:
 # ---- counting a batch ----------------------------------------------------------------------------
 
 
+_OUTCOMES = {CardRegistered: "registered", CardUpdated: "updated", CardDeleted: "deleted"}
+
+
 def _label(event: Event) -> tuple[str, str, str] | None:
-    if isinstance(event, CardRegistered):
-        return ("registered", event.card.registry.value, "")
-    if isinstance(event, CardUpdated):
-        return ("updated", event.card.registry.value, "")
-    if isinstance(event, CardDeleted):
-        return ("deleted", event.card.registry.value, "")
+    outcome = _OUTCOMES.get(type(event))
+    if outcome is not None:
+        return (outcome, event.card.registry.value, "")  # type: ignore[union-attr,attr-defined]
     if isinstance(event, CommandRejected):
         registry = event.registry.value if event.registry is not None else "unknown"
         return ("rejected", registry, event.error_code)
@@ -161,12 +166,31 @@ def count_outcomes(events: Iterable[Event], set_aside: Collection[UUID] = ()) ->
         COMMANDS.labels(outcome, registry, reason).inc(n)
 
 
+def observe_many(histogram: Histogram, values: Iterable[float]) -> None:
+    """`histogram.observe(v)` for every value, as one update per bucket: a batch's latencies
+    are sorted into buckets here (bisect) and each touched bucket is incremented once, instead
+    of a locked update per command. Uses the client's bucket attributes (stable since 0.4);
+    should they change, it falls back to `observe`, which gives the same result."""
+    amounts = list(values)
+    if not amounts:
+        return
+    bounds = getattr(histogram, "_upper_bounds", None)
+    buckets = getattr(histogram, "_buckets", None)
+    total = getattr(histogram, "_sum", None)
+    if bounds is None or buckets is None or total is None:
+        for amount in amounts:
+            histogram.observe(amount)
+        return
+    counts = Tally(bisect_left(bounds, amount) for amount in amounts)
+    for i, n in counts.items():
+        buckets[i].inc(n)
+    total.inc(sum(amounts))
+
+
 def observe_registrations(issued: Iterable[datetime]) -> None:
     """End-to-end latency of the registrations just committed, by their commands' issued_at."""
     now = datetime.now(UTC)
-    observe = REGISTRATION_LATENCY.observe
-    for at in issued:
-        observe(max(0.0, (now - at).total_seconds()))
+    observe_many(REGISTRATION_LATENCY, (max(0.0, (now - at).total_seconds()) for at in issued))
 
 
 def set_role(*, active: bool, standby: bool) -> None:

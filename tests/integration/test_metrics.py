@@ -137,3 +137,25 @@ async def test_both_endpoints_count_registrations_and_every_log_line_is_json(
     assert poll_line["command_id"] == command_id
     decided = [r for r in parsed["worker0.log"] if r.get("command_id") == command_id]
     assert decided, "the worker's lines about the command carry its command_id"
+
+
+def test_a_batch_observed_at_once_equals_each_value_observed() -> None:
+    """`observe_many` (the sequencer's per-batch latency update) writes what one `observe` per
+    value writes - bucket counts, sum and count - including values on and past the bounds."""
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from registry_core.metrics import observe_many, render
+
+    values = [0.0, 0.004, 0.005, 0.0051, 0.3, 1.0, 7.5, 61.0, 1e6, 0.005]
+    rendered = []
+    for batch in (False, True):
+        registry = CollectorRegistry()
+        hist = Histogram("h", "h", buckets=(0.005, 0.01, 0.5, 1, 10, 60), registry=registry)
+        if batch:
+            observe_many(hist, values)
+        else:
+            for v in values:
+                hist.observe(v)
+        rendered.append(render(registry))
+    assert rendered[0] == rendered[1]
+    assert b'h_bucket{le="0.005"} 4.0' in rendered[1] and b"h_count 10.0" in rendered[1]

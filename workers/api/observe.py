@@ -14,9 +14,11 @@ one header per request, so the outcome fast path stays fast.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import time
-import uuid
+from typing import Any
 
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -31,13 +33,37 @@ CARDS = "/api/v1/cards/"
 UUID_LEN = 36
 
 _bind = structlog.contextvars.bind_contextvars
+# A made id is this process's random prefix and a counter: unique across processes and
+# restarts like a uuid4, without a getrandom() system call per request (measured ~1-8 us).
+_PREFIX = os.urandom(6).hex().encode()
+_COUNTER = itertools.count(1)
+
+
+def new_request_id() -> bytes:
+    return b"%s%08x" % (_PREFIX, next(_COUNTER))
 
 
 def request_id(scope: Scope) -> bytes:
     for name, value in scope.get("headers", ()):
         if name == HEADER:
-            return value if VALID_ID.match(value) else uuid.uuid4().hex.encode()
-    return uuid.uuid4().hex.encode()
+            return value if VALID_ID.match(value) else new_request_id()
+    return new_request_id()
+
+
+# (route, method, status) -> the counter's and the histogram's children: `labels()` takes a
+# lock and builds its key on every call; the set of keys is small (route templates).
+_SERIES: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+
+def _series(route: str, method: str, status: int) -> tuple[Any, Any]:
+    key = (route, method, status)
+    found = _SERIES.get(key)
+    if found is None:
+        found = _SERIES[key] = (
+            metrics.HTTP_REQUESTS.labels(route, method, str(status)),
+            metrics.HTTP_LATENCY.labels(route, method),
+        )
+    return found
 
 
 def command_id_of(path: str) -> str | None:
@@ -121,6 +147,6 @@ class Observe:
                 metrics.OPEN_LONG_POLLS.dec()
             if sent_bytes:
                 metrics.ARTIFACT_BYTES.labels("out").inc(sent_bytes)
-            route = route_of(scope, status)
-            metrics.HTTP_REQUESTS.labels(route, method, str(status)).inc()
-            metrics.HTTP_LATENCY.labels(route, method).observe(time.perf_counter() - started)
+            requests, latency = _series(route_of(scope, status), method, status)
+            requests.inc()
+            latency.observe(time.perf_counter() - started)

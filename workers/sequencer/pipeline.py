@@ -207,9 +207,10 @@ class BatchPipeline:
         # Artifacts are in place (and card.json beside them) before any event points at them.
         await self.artifacts.finalize(events, sources)
         finalized = time.perf_counter()
-        metrics.PHASE.labels("decide").observe(decided - started - artifacts_s)
-        metrics.PHASE.labels("artifacts").observe(finalized - decided + artifacts_s)
-        metrics.DUPLICATES.inc(duplicates)
+        metrics.DECIDE.observe(decided - started - artifacts_s)
+        metrics.ARTIFACTS.observe(finalized - decided + artifacts_s)
+        if duplicates:
+            metrics.DUPLICATES.inc(duplicates)
 
         await self.drain()  # the previous batch is committed before this one is published
         logged: list[LoggedEvent] = []
@@ -223,7 +224,7 @@ class BatchPipeline:
                 for offset, ev, payload in zip(offsets, events, payloads, strict=True)
             ]
             logged, copies = await self.publisher.fill_gaps(logged, self.epoch)
-            metrics.PHASE.labels("publish").observe(time.perf_counter() - publishing)
+            metrics.PUBLISH.observe(time.perf_counter() - publishing)
             metrics.PROJECTION_LAG.set(len(logged))
             self.faults.after_publish()
         self._pending = asyncio.create_task(
@@ -253,7 +254,7 @@ class BatchPipeline:
             fresh_decisions=not copies,
             on_unstorable=self._answer_set_aside,
         )
-        metrics.PHASE.labels("project").observe(time.perf_counter() - projecting)
+        metrics.PROJECT.observe(time.perf_counter() - projecting)
         metrics.PROJECTION_LAG.set(0)
         if found:
             await self.artifacts.discard_files_of(found)
