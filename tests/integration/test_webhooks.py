@@ -595,3 +595,47 @@ async def test_retention_prunes_only_delivered(wstack: WebhookStack) -> None:
         assert orphans == 0
     finally:
         await conn.close()
+
+
+async def test_the_address_is_checked_again_at_delivery(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A URL that passed registration but now resolves inside the network (DNS rebinding, or a
+    setting turned off) is refused at the attempt itself: nothing reaches the receiver. A name
+    with several (checked) addresses is tried on the next when one refuses the connection."""
+    import ipaddress
+
+    from workers.webhooks import sender as sender_module
+    from workers.webhooks.sender import Sender
+
+    sender = Sender(timeout_s=2, max_response_bytes=100, allow_private=False)
+    try:
+        for url in (receiver.url("/rebound"), f"http://localhost:{receiver.port}/rebound"):
+            got = await sender.send(url, {"webhook-id": "x"}, b"{}")
+            assert got.code is None and not got.ok
+            assert got.error is not None and got.error.startswith("refused:")
+        assert receiver.of("/rebound") == []
+    finally:
+        await sender.aclose()
+    allowed = Sender(timeout_s=2, max_response_bytes=100, allow_private=True)
+    try:
+        got = await allowed.send(f"http://localhost:{receiver.port}/rebound", {}, b'{"offset": 1}')
+        assert got.ok and got.code == 200
+        (hit,) = receiver.of("/rebound")
+        host = {k.lower(): v for k, v in hit.headers.items()}["host"]
+        assert host == f"localhost:{receiver.port}"  # the URL's host, not the IP
+    finally:
+        await allowed.aclose()
+
+    async def two(target: object, *, allow_private: bool) -> list[object]:
+        # nothing listens on ::1 at this port (the receiver is on 127.0.0.1 only)
+        return [ipaddress.ip_address("::1"), ipaddress.ip_address("127.0.0.1")]
+
+    monkeypatch.setattr(sender_module.ssrf, "resolve", two)
+    allowed = Sender(timeout_s=2, max_response_bytes=100, allow_private=True)
+    try:
+        got = await allowed.send(f"http://hooks.test:{receiver.port}/rebound", {}, b'{"offset": 2}')
+        assert got.ok, got.error
+        assert len(receiver.of("/rebound")) == 2
+    finally:
+        await allowed.aclose()

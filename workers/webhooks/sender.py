@@ -56,32 +56,21 @@ class Sender:
 
         try:
             target = ssrf.parse(url)
-            ip = (await ssrf.resolve(target, allow_private=self.allow_private))[0]
+            addresses = await ssrf.resolve(target, allow_private=self.allow_private)
         except ssrf.UnsafeEndpoint as exc:
             return done(None, f"refused: {exc}")
-        literal = f"[{ip}]" if ip.version == 6 else str(ip)
-        default_port = target.port == (443 if target.scheme == "https" else 80)
-        host = f"[{target.host}]" if ":" in target.host else target.host
-        extensions = {}
-        if target.scheme == "https" and str(ip) != target.host:
-            extensions["sni_hostname"] = target.host
-        request = self.client.build_request(
-            "POST",
-            f"{target.scheme}://{literal}:{target.port}{target.path}",
-            headers={
-                **headers,
-                "host": host if default_port else f"{host}:{target.port}",
-                "content-type": "application/json",
-                "user-agent": USER_AGENT,
-                "accept-encoding": "identity",
-            },
-            content=body,
-            extensions=extensions,
-        )
         got = bytearray()
         try:
             async with asyncio.timeout(self.timeout_s):
-                response = await self.client.send(request, stream=True)
+                for n, ip in enumerate(addresses):  # every one checked; the next if refused
+                    try:
+                        response = await self.client.send(
+                            self._request(target, ip, headers, body), stream=True
+                        )
+                        break
+                    except httpx.ConnectError:
+                        if n == len(addresses) - 1:
+                            raise
                 try:
                     if self.max_response_bytes:
                         async for part in response.aiter_raw():
@@ -100,3 +89,27 @@ class Sender:
         elif not 200 <= response.status_code < 300:
             error = f"HTTP {response.status_code}"
         return done(response.status_code, error, bytes(got))
+
+    def _request(
+        self, target: ssrf.Target, ip: ssrf.IP, headers: dict[str, str], body: bytes
+    ) -> httpx.Request:
+        """A request to `ip` itself, carrying the URL's host (Host header, TLS server name)."""
+        literal = f"[{ip}]" if ip.version == 6 else str(ip)
+        default_port = target.port == (443 if target.scheme == "https" else 80)
+        host = f"[{target.host}]" if ":" in target.host else target.host
+        extensions = {}
+        if target.scheme == "https" and str(ip) != target.host:
+            extensions["sni_hostname"] = target.host
+        return self.client.build_request(
+            "POST",
+            f"{target.scheme}://{literal}:{target.port}{target.path}",
+            headers={
+                **headers,
+                "host": host if default_port else f"{host}:{target.port}",
+                "content-type": "application/json",
+                "user-agent": USER_AGENT,
+                "accept-encoding": "identity",
+            },
+            content=body,
+            extensions=extensions,
+        )
