@@ -78,6 +78,12 @@ COMMANDS_LAG = Gauge(
     "Commands in the log not yet read by the sequencer (log end minus its position).",
     registry=WORKER,
 )
+LOOP_AT = Gauge(
+    "opsml_sequencer_loop_timestamp_seconds",
+    "When the active sequencer's batch loop last went round (unix time; at least every 0.5 s"
+    " while idle): a stuck sequencer stops moving it.",
+    registry=WORKER,
+)
 PROJECTION_LAG = Gauge(
     "opsml_projection_lag",
     "Events published to the log and not yet projected into Postgres.",

@@ -160,7 +160,13 @@ def migrate(data_dir: DataDirOption = None) -> None:
 
     with one_line_errors():
         applied = asyncio.run(main())
-    typer.echo(f"applied migrations: {applied}" if applied else "database is up to date")
+    message = f"applied migrations: {applied}" if applied else "database is up to date"
+    if s.log_format == "json":  # a production job's every line is a JSON object
+        import structlog
+
+        structlog.get_logger("opsml.migrate").info(message, applied=applied)
+    else:
+        typer.echo(message)
 
 
 @app.command()

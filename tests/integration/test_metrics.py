@@ -6,6 +6,7 @@ echoed in `X-Request-ID`, is in its log lines with the command's id."""
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from pathlib import Path
 
@@ -109,6 +110,7 @@ async def test_both_endpoints_count_registrations_and_every_log_line_is_json(
         assert total(w1, latency) - total(w0, latency) == 5
         assert value(w1, "opsml_commands_lag") == 0  # all read
         assert value(w1, "opsml_projection_lag") == 0  # all projected
+        assert time.time() - value(w1, "opsml_sequencer_loop_timestamp_seconds") < 30  # going
 
         route = "/api/v1/commands/{command_id}"
         polls = total(a1, "opsml_http_requests_total", route=route, method="GET", status="200")

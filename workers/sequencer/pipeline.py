@@ -114,10 +114,12 @@ class BatchPipeline:
                         " (docs/events.md)",
                         address=self.s.kafka_bootstrap_servers,
                     ) from exc
+                # metrics, once per read (a batch, or at most every 0.5 s while idle)
+                metrics.LOOP_AT.set(time.time())
+                high = consumer.highwater(commands)
+                if high is not None:  # log end minus what is read
+                    metrics.COMMANDS_LAG.set(max(0, high - reader.position))
                 if records:
-                    high = consumer.highwater(commands)
-                    if high is not None:  # log end minus what is read (metrics: per batch)
-                        metrics.COMMANDS_LAG.set(max(0, high - reader.position))
                     await self.process(records)
                 elif self._pending is not None:
                     await self.drain()  # quiet: finish the last batch's projection now
