@@ -68,9 +68,12 @@ async def test_every_page_renders_without_console_errors(
         "card-prompt": (f"/ui/cards/{c['prompt'].uid}", "churn-explain"),
         "events": ("/ui/events", "Event feed"),
     }
+    scroll_to = {"card-run": "#metrics-h", "card-data": "#lineage-h"}  # the part worth a look
     for shot, (path, heading) in pages.items():
         page = await _open(context, console, ui_stack.url + path)
         assert heading in await page.locator("h1").inner_text(), shot
+        if shot in scroll_to:
+            await page.locator(scroll_to[shot]).evaluate("e => e.scrollIntoView()")
         await page.screenshot(path=str(shots / f"{shot}.png"))
         await page.close()
     assert console.errors == []

@@ -123,6 +123,7 @@ def series_from_rows(rows: list[dict[str, Any]], labels: dict[Any, str]) -> dict
 
 
 NODE_W, NODE_H, COL_GAP, ROW_GAP = 200, 44, 90, 14
+MAX_NODES = 30  # per side: a card named by hundreds of others gets a readable graph
 
 
 def _node(x: float, y: float, card: dict[str, Any], href: str, cls: str) -> str:
@@ -146,6 +147,8 @@ def lineage_graph(
 ) -> str:
     """Upstream cards on the left, the card in the middle, downstream on the right; each edge
     is labelled with the attribute that makes the link (e.g. `datacard_uid`)."""
+    more_up, more_down = len(upstream) - MAX_NODES, len(downstream) - MAX_NODES
+    upstream, downstream = upstream[:MAX_NODES], downstream[:MAX_NODES]  # the lists have all
     rows = max(len(upstream), len(downstream), 1)
     height = rows * (NODE_H + ROW_GAP) + ROW_GAP
     width = 3 * NODE_W + 2 * COL_GAP + 20
@@ -180,5 +183,8 @@ def lineage_graph(
     column(upstream, 10, True)
     column(downstream, cx + NODE_W + COL_GAP, False)
     parts.append(_node(cx, cy, card, href(card), "self"))
+    for more, x in ((more_up, 10), (more_down, cx + NODE_W + COL_GAP)):
+        if more > 0:
+            parts.append(f'<text x="{x}" y="{height - 2}" class="edge-label">+{more} more</text>')
     parts.append("</svg>")
     return "".join(parts)
