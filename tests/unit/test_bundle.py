@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
 import textwrap
 from pathlib import Path
@@ -90,7 +91,15 @@ def test_sklearn_bundle_card_json_schema_and_offline_load(
         assert f["size"] == (d / name).stat().st_size
         assert f["sha256"] == transfer.sha256_of(d / name)
 
-    loaded = load_card_dir(d)
+    def no_network(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"load_card_dir opened a connection: {args}")
+
+    with pytest.MonkeyPatch.context() as mp:  # offline: any connection attempt fails the test
+        mp.setenv("OPSML_TRACKING_URI", "http://registry.invalid")
+        mp.setattr(socket.socket, "connect", no_network)
+        mp.setattr(socket.socket, "connect_ex", no_network)
+        mp.setattr(socket, "create_connection", no_network)
+        loaded = load_card_dir(d)
     assert isinstance(loaded, ModelCard) and loaded.uid == card.uid
     assert np.array_equal(loaded.model.predict(X), model.predict(X))
     assert np.array_equal(loaded.sample_data, X[:5])
