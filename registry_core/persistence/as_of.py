@@ -68,15 +68,36 @@ def parse(value: str | int | datetime | None) -> int | datetime | None:
     return parse(when)
 
 
+def _storable(when: datetime) -> datetime:
+    if not datetime(1, 1, 2, tzinfo=UTC) <= when <= datetime(9999, 12, 30, tzinfo=UTC):
+        raise InvalidQuery("as_of is outside the range of times the registry can hold")
+    return when
+
+
 async def resolve(conn: Any, value: str | int | datetime | None) -> int | None:
     """The event offset an `as_of` stands for (None: now). A time is the last event at or before
     it (-1 when the log has none yet: nothing existed)."""
     parsed = parse(value)
     if parsed is None or isinstance(parsed, int):
         return parsed
-    if not datetime(1, 1, 2, tzinfo=UTC) <= parsed <= datetime(9999, 12, 30, tzinfo=UTC):
-        raise InvalidQuery("as_of is outside the range of times the registry can hold")
-    return int(await conn.fetchval(Q["offset_at_time"], parsed))
+    return int(await conn.fetchval(Q["offset_at_time"], _storable(parsed)))
+
+
+async def alias_card(
+    conn: Any, registry: str, space: str, name: str, alias: str, value: str | int | datetime
+) -> tuple[dict[str, Any] | None, str]:
+    """The card an alias pointed at as of `value` (an offset or a time), with its record and
+    aliases then, in one round trip; and the moment, for a message (None: no alias then)."""
+    parsed = parse(value)
+    assert parsed is not None
+    offset, when = (parsed, None) if isinstance(parsed, int) else (None, _storable(parsed))
+    row = await conn.fetchrow(Q["alias_card_as_of"], registry, space, name, alias, offset, when)
+    moment = f"event offset {offset}" if when is None else when.isoformat()
+    if row is None:
+        return None, moment
+    card = overlay(dict(row))
+    card.pop("asof_offset")
+    return card, moment
 
 
 def overlay(row: dict[str, Any]) -> dict[str, Any]:

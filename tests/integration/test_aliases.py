@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from uuid import uuid4
 
+import httpx
 import orjson
 import pytest
 
@@ -40,6 +41,8 @@ def _cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def test_aliases_move_keep_their_history_and_the_past_stays_readable(stack: Stack) -> None:
+    """Set, move, list, look up now and as of an offset or a time, the delete guard, history
+    with the actor, clear errors; a poison alias command does not stop the worker."""
     where = {"space": "demo", "name": "churn"}
     async with AsyncCardRegistry("model", tracking_uri=stack.url) as reg:
         v1, v2, v3 = [
@@ -64,7 +67,7 @@ async def test_aliases_move_keep_their_history_and_the_past_stays_readable(stack
         assert first.decided_at is not None and moved.decided_at is not None
         between = first.decided_at + (moved.decided_at - first.decided_at) / 2
         assert (await reg.load_card(**where, alias="prod", as_of=between)).uid == v1.uid
-        with pytest.raises(AliasNotFound, match="no alias 'staging' at event offset"):
+        with pytest.raises(AliasNotFound, match="had no alias 'staging' at event offset"):
             await reg.load_card(**where, alias="staging", as_of=at_first)
 
         # the version prod points at cannot be deleted, and says why
@@ -113,21 +116,17 @@ async def test_aliases_move_keep_their_history_and_the_past_stays_readable(stack
         with pytest.raises(CardNotFound):
             await reg.set_alias("prod", **where, version="9.9.9")
 
-
-async def test_a_bad_alias_on_the_wire_is_rejected_and_the_worker_goes_on(stack: Stack) -> None:
-    async with AsyncCardRegistry("model", tracking_uri=stack.url) as reg:
-        card = await reg.register_card(ModelCard(space="demo", name="raw"))
+        # a bad alias on the wire (a misbehaving client): rejected, and the worker goes on
         cid = str(uuid4())
         bad = {
             "command_id": cid, "issued_at": "2026-12-02T00:00:00Z", "type": "set_alias",
-            "registry": "model", "space": "demo", "name": "raw", "alias": "x" * 65 + "\x00",
-            "uid": str(card.uid),
+            "registry": "model", "space": "demo", "name": "churn", "alias": "x" * 65 + "\x00",
+            "uid": str(v3.uid),
         }  # fmt: skip
-        await publish_raw(stack.bootstrap, orjson.dumps(bad))
+        await publish_raw(stack.bootstrap, orjson.dumps(bad), key=b"model/demo/churn")
         answer = (await outcome(stack.url, cid)).json()
         assert answer["status"] == "rejected" and "alias" in answer["reason"]
-        # the worker goes on
-        assert (await reg.set_alias("prod", card)).status == "alias_set"
+        assert (await reg.set_alias("canary", v3)).status == "alias_set"
 
 
 async def test_cli_alias_set_ls_history_rm(stack: Stack) -> None:
@@ -145,10 +144,8 @@ async def test_cli_alias_set_ls_history_rm(stack: Stack) -> None:
     ]
     history = _cli(stack, "alias", "history", *name)
     assert f"set {v1.version} -> {v2.version}" in history.stdout
-    assert _cli(stack, "alias", "rm", "prod", *name).returncode == 0
-    again = _cli(stack, "alias", "rm", "prod", *name)
-    assert again.returncode == 1 and "has no alias 'prod'" in again.stderr
-    assert "Traceback" not in again.stderr
+    done = _cli(stack, "alias", "rm", "prod", *name)
+    assert done.returncode == 0 and f"it pointed at {v2.version}" in done.stdout
 
 
 GRANT_KEY = "test-grant-key-" + "y" * 32
@@ -162,11 +159,17 @@ async def test_protected_aliases_need_admin_or_an_explicit_grant(
         extra_env={"OPSML_GRANT_KEY": GRANT_KEY, "OPSML_TOKEN_CACHE_SECONDS": "0"},
     )  # fmt: skip
     async with running(stack):
-        tokens = {}
-        for who, scopes in (("root", "admin"), ("ci", "write"), ("release", "write")):
-            made = _cli(stack, "token", "create", "--name", who, "--scopes", scopes)
-            assert made.returncode == 0, made.stderr
-            tokens[who] = made.stdout.strip()
+        made = _cli(stack, "token", "create", "--name", "root", "--scopes", "admin")
+        assert made.returncode == 0, made.stderr
+        tokens = {"root": made.stdout.strip()}
+        auth = {"Authorization": f"Bearer {tokens['root']}"}
+        async with httpx.AsyncClient(base_url=stack.url, headers=auth) as http:
+            for who in ("ci", "release"):
+                resp = await http.post(
+                    "/api/v1/tokens", json={"name": who, "scopes": ["write"], "spaces": ["*"]}
+                )
+                assert resp.status_code == 201, resp.text
+                tokens[who] = resp.json()["token"]
         host = stack.url.removeprefix("http://")
 
         def registry(who: str) -> AsyncCardRegistry:

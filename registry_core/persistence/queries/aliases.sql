@@ -93,3 +93,42 @@ LEFT JOIN LATERAL (
 ) AS h ON true
 WHERE uid = $1 AND event_offset <= $2;
 
+
+-- name: alias_card_as_of
+-- The card alias $4 of $1/$2/$3 pointed at as of offset $5 - or, with $5 NULL, as of the last
+-- event at or before time $6 - with its record and aliases then; one round trip (no row: the
+-- alias did not exist then). `at` is the offset the moment resolved to.
+WITH o AS (
+    SELECT coalesce($5::bigint,
+                    (SELECT event_offset FROM event_log WHERE occurred_at <= $6::timestamptz
+                     ORDER BY occurred_at DESC, event_offset DESC LIMIT 1),
+                    -1) AS at
+), a AS (
+    SELECT h.action, h.uid FROM alias_history AS h, o
+    WHERE h.registry = $1 AND h.space = $2 AND h.name = $3 AND h.alias = $4
+      AND h.event_offset <= o.at
+    ORDER BY h.event_offset DESC LIMIT 1
+)
+SELECT cards.uid, cards.registry, cards.space, cards.name, cards.version, cards.card_type,
+       cards.tags, cards.description, cards.metadata, cards.attributes, cards.artifacts,
+       cards.status, cards.created_at, cards.updated_at, cards.command_id, cards.actor,
+       cards.event_offset, h.asof_payload,
+       ARRAY(SELECT l.alias FROM (
+           SELECT DISTINCT ON (ah.alias) ah.alias, ah.action, ah.uid FROM alias_history ah
+           WHERE ah.registry = cards.registry AND ah.space = cards.space AND ah.name = cards.name
+             AND ah.event_offset <= o.at
+           ORDER BY ah.alias, ah.event_offset DESC) AS l
+           WHERE l.action = 'set' AND l.uid = cards.uid ORDER BY 1) AS aliases,
+       o.at AS asof_offset
+FROM o
+CROSS JOIN a
+JOIN cards ON cards.uid = a.uid AND a.action = 'set'
+LEFT JOIN LATERAL (
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM card_changes y
+                             WHERE y.uid = cards.uid AND y.event_offset > o.at)
+           THEN (SELECT e.payload FROM event_log e
+                 WHERE e.event_offset = (SELECT coalesce(max(x.event_offset), cards.event_offset)
+                                         FROM card_changes x
+                                         WHERE x.uid = cards.uid AND x.event_offset <= o.at))
+           END AS asof_payload
+) AS h ON true;

@@ -88,18 +88,17 @@ async def alias_card(
     Tuesday at 14:00?")."""
     reg, space, name = _name(registry, space, name)
     validate_alias(alias)
-    offset = await history.resolve(pool, as_of)
-    found = await aliases.list_aliases(pool, reg, space, name, alias, offset)
+    if as_of is not None:
+        then, moment = await history.alias_card(pool, reg, space, name, alias, as_of)
+        if then is None:
+            raise AliasNotFound(f"{reg}/{space}/{name} had no alias {alias!r} at {moment}")
+        return _json(then)
+    found = await aliases.list_aliases(pool, reg, space, name, alias, None)
     if not found:
-        when = "" if offset is None else f" at event offset {offset}"
-        raise AliasNotFound(f"{reg}/{space}/{name} has no alias {alias!r}{when}")
+        raise AliasNotFound(f"{reg}/{space}/{name} has no alias {alias!r}")
     uid = found[0]["uid"]
-    if offset is None:
-        card = await read.get_card(pool, uid)
-        if card is not None:
-            card["aliases"] = (await aliases.aliases_of(pool, [uid])).get(uid, [])
-    else:
-        card = await history.get_card(pool, uid, offset)  # (with its aliases then)
+    card = await read.get_card(pool, uid)
     if card is None:  # pragma: no cover - an alias points at a registered card
         raise AliasNotFound(f"alias {alias!r} points at {uid}, which is not in the registry")
+    card["aliases"] = (await aliases.aliases_of(pool, [uid])).get(uid, [])
     return _json(card)
