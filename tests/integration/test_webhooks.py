@@ -422,10 +422,16 @@ async def test_registration_is_checked(wstack: WebhookStack) -> None:
             resp = await http.post("/api/v1/webhooks", json=body)
             assert resp.status_code == 422, resp.text
             assert why in resp.text
-        assert (await http.get("/api/v1/webhooks/wh_nope")).status_code == 404
-        assert (await http.delete("/api/v1/webhooks/wh_nope")).status_code == 404
-        resp = await http.post("/api/v1/webhooks/wh_nope/deliveries/1/redeliver")
-        assert resp.status_code == 404
+        missing = "/api/v1/webhooks/wh_000000000000"
+        assert (await http.get(missing)).status_code == 404
+        assert (await http.delete(missing)).status_code == 404
+        assert (await http.post(f"{missing}/deliveries/1/redeliver")).status_code == 404
+        assert (await http.get(f"{missing}/deliveries")).status_code == 404
+        assert (await http.get("/api/v1/webhooks/wh_nope")).status_code == 422
+        assert (await http.get(f"{missing}/deliveries/{2**63}")).status_code == 422
+        resp = await http.post("/api/v1/webhooks", json={"url": "http://127.0.0.1/x",
+                                                         "description": "a\u0000b"})  # fmt: skip
+        assert resp.status_code == 422 and "NUL" in resp.text
 
 
 async def test_replay_verifies_identical_and_delivery_goes_on(

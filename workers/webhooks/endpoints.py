@@ -10,11 +10,14 @@ from typing import Any, get_args
 import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
+from registry_core.domain.bounds import Storable
 from registry_core.domain.events import Event
 from workers.webhooks import ssrf
 from workers.webhooks.policy import MARKER
 
 PATTERN = re.compile(r"[a-z0-9*?\[\]!-]{1,64}")  # a name (docs/architecture.md) or a glob of one
+ENDPOINT_ID = r"^wh_[0-9a-f]{12}$"
+MAX_OFFSET = 2**63 - 1
 
 
 def event_types() -> list[str]:
@@ -28,7 +31,7 @@ class WebhookError(ValueError):
     """The registration is refused; the message says what to change."""
 
 
-class EndpointIn(BaseModel):
+class EndpointIn(Storable):
     model_config = ConfigDict(extra="forbid")
 
     url: str = Field(max_length=ssrf.MAX_URL_CHARS)
@@ -41,7 +44,7 @@ class EndpointIn(BaseModel):
     enabled: bool = True
 
 
-class EndpointPatch(BaseModel):
+class EndpointPatch(Storable):
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, max_length=ssrf.MAX_URL_CHARS)

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 
 from registry_core.auth import ALL_SPACES, Scope
@@ -18,6 +18,8 @@ from registry_core.domain.errors import CardNotFound, Forbidden, InvalidQuery, c
 from workers.api.deps import PoolDep, SettingsDep, principal
 from workers.webhooks import store
 from workers.webhooks.endpoints import (
+    ENDPOINT_ID,
+    MAX_OFFSET,
     DeliveryList,
     DeliveryOut,
     EndpointIn,
@@ -32,6 +34,9 @@ from workers.webhooks.endpoints import (
 
 log = structlog.get_logger("opsml.api")
 router = APIRouter(tags=["webhooks"], responses={404: {"model": ErrorBody}})
+
+EndpointId = Annotated[str, Path(pattern=ENDPOINT_ID, description="wh_ and 12 hex digits")]
+Offset = Annotated[int, Path(ge=0, le=MAX_OFFSET, description="the event's offset")]
 
 DELIVERY_STATUSES = ("pending", "delivered", "dead")
 
@@ -81,14 +86,18 @@ async def list_all(request: Request, pool: PoolDep) -> EndpointList:
 
 
 @router.get("/api/v1/webhooks/{endpoint_id}", response_model=EndpointOut)
-async def get_one(request: Request, endpoint_id: str, pool: PoolDep) -> EndpointOut:
+async def get_one(request: Request, endpoint_id: EndpointId, pool: PoolDep) -> EndpointOut:
     _admin(request)
     return EndpointOut.of(await _endpoint(pool, endpoint_id))
 
 
 @router.patch("/api/v1/webhooks/{endpoint_id}", response_model=EndpointOut)
 async def change(
-    request: Request, endpoint_id: str, body: EndpointPatch, pool: PoolDep, settings: SettingsDep
+    request: Request,
+    endpoint_id: EndpointId,
+    body: EndpointPatch,
+    pool: PoolDep,
+    settings: SettingsDep,
 ) -> EndpointOut:
     """Change the URL, filters or `enabled` (a disabled endpoint's deliveries wait, in order,
     until it is enabled again). A field sent as null clears that filter."""
@@ -109,7 +118,7 @@ async def change(
 @router.post("/api/v1/webhooks/{endpoint_id}/rotate-secret", response_model=EndpointWithSecret)
 async def rotate(
     request: Request,
-    endpoint_id: str,
+    endpoint_id: EndpointId,
     pool: PoolDep,
     settings: SettingsDep,
     grace_hours: Annotated[float | None, Query(ge=0, le=24 * 30)] = None,
@@ -126,7 +135,7 @@ async def rotate(
 
 
 @router.delete("/api/v1/webhooks/{endpoint_id}", status_code=204)
-async def delete(request: Request, endpoint_id: str, pool: PoolDep) -> Response:
+async def delete(request: Request, endpoint_id: EndpointId, pool: PoolDep) -> Response:
     """Delete the endpoint with its deliveries and their log."""
     by = _admin(request)
     if not await store.delete_endpoint(pool, endpoint_id):
@@ -138,10 +147,10 @@ async def delete(request: Request, endpoint_id: str, pool: PoolDep) -> Response:
 @router.get("/api/v1/webhooks/{endpoint_id}/deliveries", response_model=DeliveryList)
 async def deliveries(
     request: Request,
-    endpoint_id: str,
+    endpoint_id: EndpointId,
     pool: PoolDep,
     status: Annotated[str | None, Query(description="pending, delivered or dead")] = None,
-    after: Annotated[int, Query(ge=-1, description="event offsets above this")] = -1,
+    after: Annotated[int, Query(ge=-1, le=MAX_OFFSET, description="offsets above this")] = -1,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> DeliveryList:
     """The delivery log in event order: status, attempts, the last answer and its latency."""
@@ -155,7 +164,9 @@ async def deliveries(
 
 
 @router.get("/api/v1/webhooks/{endpoint_id}/deliveries/{offset}", response_model=DeliveryOut)
-async def delivery(request: Request, endpoint_id: str, offset: int, pool: PoolDep) -> DeliveryOut:
+async def delivery(
+    request: Request, endpoint_id: EndpointId, offset: Offset, pool: PoolDep
+) -> DeliveryOut:
     """One delivery with every attempt (time, status code or error, response prefix,
     latency)."""
     _admin(request)
@@ -170,7 +181,7 @@ async def delivery(request: Request, endpoint_id: str, offset: int, pool: PoolDe
     response_model=Redelivered, status_code=202,
 )  # fmt: skip
 async def redeliver_one(
-    request: Request, endpoint_id: str, offset: int, pool: PoolDep
+    request: Request, endpoint_id: EndpointId, offset: Offset, pool: PoolDep
 ) -> Redelivered:
     """Send this delivery again (delivered or dead alike) with a fresh attempt budget; it goes
     before the endpoint's later pending deliveries."""
@@ -184,7 +195,7 @@ async def redeliver_one(
 
 @router.post("/api/v1/webhooks/{endpoint_id}/redeliver-dead", response_model=Redelivered,
              status_code=202)  # fmt: skip
-async def redeliver_dead(request: Request, endpoint_id: str, pool: PoolDep) -> Redelivered:
+async def redeliver_dead(request: Request, endpoint_id: EndpointId, pool: PoolDep) -> Redelivered:
     """Send every dead-lettered delivery of the endpoint again, in event order."""
     by = _admin(request)
     await _endpoint(pool, endpoint_id)
