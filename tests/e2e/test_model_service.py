@@ -128,6 +128,9 @@ def test_lock_download_and_serve_sklearn_and_torch(
         ("churn-sklearn", "1.0.0"),
         ("churn-torch", "1.0.0"),
     ]
+    assert {f["path"] for f in lock["cards"][0]["files"]} == {
+        "model.skops", "model.onnx", "sample_data.npy",
+    }  # fmt: skip
     assert {f["path"] for f in lock["cards"][1]["files"]} == {
         "model.safetensors", "model.pt2", "sample_data.npy",
     }  # fmt: skip
@@ -143,6 +146,11 @@ def test_lock_download_and_serve_sklearn_and_torch(
         doc = json.loads((work / "bundle" / entry["dir"] / "card.json").read_text())
         jsonschema.validate(doc, SCHEMA)
         assert doc["uid"] == entry["uid"] and doc["files"] == entry["files"]
+    # the ONNX export registered with the sklearn model predicts the same
+    session = load_card_dir(work / "bundle" / "churn-sklearn", model="onnx").model
+    rows = np.asarray(probe["churn-sklearn"]["instances"], dtype=np.float32)
+    labels = session.run(None, {session.get_inputs()[0].name: rows})[0]
+    assert labels.tolist() == probe["churn-sklearn"]["predictions"]
 
     # the run stage, both services starting side by side
     names = ("churn-sklearn", "churn-torch")

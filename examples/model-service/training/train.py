@@ -2,9 +2,9 @@
 
     python examples/model-service/training/train.py --probe probe.json
 
-registers model/demo/churn-sklearn and model/demo/churn-torch (a new minor version each run),
-and writes a few inputs with the trained models' own predictions to `--probe`, to check a
-served model against.
+registers model/demo/churn-sklearn (with an ONNX export: the `onnx` extra) and
+model/demo/churn-torch (a new minor version each run), and writes a few inputs with the
+trained models' own predictions to `--probe`, to check a served model against.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     sk_card = models.register_card(
         ModelCard(
             space=args.space, name="churn-sklearn", model=sk, sample_data=X[:8],
-            datacard_uid=data.uid, tags={"features": ",".join(FEATURES)},
+            datacard_uid=data.uid, tags={"features": ",".join(FEATURES)}, export_onnx=True,
         )
     )  # fmt: skip
     net = train_torch(X, y)
