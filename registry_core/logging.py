@@ -7,6 +7,7 @@ import sys
 from collections.abc import MutableMapping
 from typing import Any
 
+import orjson
 import structlog
 
 from registry_core.auth import redact_tokens
@@ -24,6 +25,11 @@ def _redact(_: object, __: str, event: MutableMapping[str, Any]) -> MutableMappi
         elif isinstance(v, str) and "opsml_" in v:
             event[k] = redact_tokens(v)
     return event
+
+
+def _dumps(obj: Any, **_: Any) -> str:
+    """orjson for the JSON lines (several times faster than json.dumps); str() for the rest."""
+    return orjson.dumps(obj, default=str).decode()
 
 
 def _uvicorn_access(
@@ -82,7 +88,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     lvl = getattr(logging, level.upper(), logging.INFO)
     json_mode = fmt == "json"
     renderer: structlog.typing.Processor = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_dumps)
         if json_mode
         else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
     )
@@ -102,6 +108,10 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     if not json_mode:
         logging.basicConfig(level=max(lvl, logging.WARNING), stream=sys.stderr)
         return
+    # what no JSON line shows, so no record gathers it (the caller's frame, process and thread):
+    # an access line per request costs about half as much without them
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers = [_stdlib_json_handler(renderer)]
     root.setLevel(max(lvl, logging.WARNING))
