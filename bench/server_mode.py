@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--bulk-rounds", type=int, default=2)
     args = ap.parse_args(argv)
     run_id = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    load_at_start = round(os.getloadavg()[0], 2)
     stack = Ours(f"sm{run_id.lower()}")
     stack.prepare()
     stack.start()
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     doc = {
         "run_id": run_id,
         "args": vars(args),
+        "loadavg_1m_at_start": load_at_start,
         "loadavg_1m_at_end": round(os.getloadavg()[0], 2),
         "W1": {
             m: {
