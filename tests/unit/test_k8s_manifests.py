@@ -91,6 +91,7 @@ def test_pods_are_non_root_read_only_probed_pinned_and_bounded(overlay: str) -> 
                 continue  # a run-to-completion container: bounded by activeDeadlineSeconds
             ports = {p["name"] for p in c["ports"]}
             for probe, path in (("livenessProbe", "/livez"), ("readinessProbe", "/readyz")):
+                assert probe in c, f"{at}: no {probe}"
                 assert c[probe]["httpGet"]["path"] == path, f"{at}: {probe}"
                 assert c[probe]["httpGet"]["port"] in ports, f"{at}: {probe} port"
             assert c["startupProbe"]["httpGet"]["path"] == "/livez", at
