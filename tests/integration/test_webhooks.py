@@ -645,3 +645,37 @@ async def test_the_address_is_checked_again_at_delivery(
         assert len(receiver.of("/rebound")) == 2
     finally:
         await allowed.aclose()
+
+
+async def test_an_attempt_on_a_deleted_endpoint_ends_quietly(
+    wstack: WebhookStack, receiver: Receiver
+) -> None:
+    """The endpoint is deleted while its attempt is in flight: the attempt's record finds no
+    delivery (a foreign-key refusal), and the lane says stop instead of raising (which would
+    restart the whole delivery process)."""
+    from workers.webhooks.lanes import Lane
+    from workers.webhooks.policy import Backoff
+    from workers.webhooks.sender import Sender
+
+    pool = await db.create_pool(wstack.database_url, min_size=1, max_size=2)
+    sender = Sender(timeout_s=2, max_response_bytes=100, allow_private=True)
+    try:
+        row = await store.create_endpoint(
+            pool, url=receiver.url("/gone"), description=None, event_types=[], registry=None,
+            space=None, name=None, alias=None, enabled=False, created_by="test",
+        )  # fmt: skip
+        body = orjson.dumps({"offset": 10**12, "data": {}}).decode()
+        async with pool.acquire() as conn:
+            position, epoch = await store.cursor(conn) or (0, 0)
+            await store.fan_out(
+                conn, [(row["endpoint_id"], 10**12, uuid.uuid4(), "card_registered", body)],
+                position, epoch,
+            )  # fmt: skip
+        (d,) = await store.next_deliveries(pool, row["endpoint_id"], 5)
+        assert await store.delete_endpoint(pool, row["endpoint_id"])
+        lane = Lane(row, pool, sender, Backoff(), 1.0)
+        assert await lane.attempt(d) is False
+        assert len(receiver.of("/gone")) == 1  # it was sent; only its record had nowhere to go
+    finally:
+        await sender.aclose()
+        await pool.close()
