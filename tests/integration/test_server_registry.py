@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +16,10 @@ import pytest
 from client import AsyncCardRegistry, CardRegistry, ModelCard, RunCard, subscribe
 from client.errors import RegistryUnavailable
 from client.server_transport import ServerTransport
+from registry_core.auth import Scope
 from registry_core.domain.errors import Forbidden, Unauthenticated
 from registry_core.persistence import db
+from registry_core.persistence.tokens import create_token
 from tests.conftest import S3, Stack, running
 from tests.integration.helpers import fetch
 from workers import procs
@@ -131,17 +131,12 @@ async def test_commands_are_signed_when_the_grant_key_is_set(
         extra_env={"OPSML_GRANT_KEY": GRANT_KEY, "OPSML_TOKEN_CACHE_SECONDS": "0"},
     )  # fmt: skip
     async with running(stack):
-
-        def token(name: str, scopes: str) -> str:
-            made = subprocess.run(
-                [sys.executable, "-m", "workers.cli", "token", "create", "--name", name,
-                 "--scopes", scopes],
-                env={**os.environ, **stack.env}, capture_output=True, text=True, timeout=60,
-            )  # fmt: skip
-            assert made.returncode == 0, made.stderr
-            return made.stdout.strip()
-
-        writer, reader = token("pipeline", "write"), token("viewer", "read")
+        conn = await db.connect(database_url)  # as `opsml token create` does
+        try:
+            writer, _ = await create_token(conn, "pipeline", frozenset({Scope.WRITE}), ["*"])
+            reader, _ = await create_token(conn, "viewer", frozenset({Scope.READ}), ["*"])
+        finally:
+            await conn.close()
         row = (await fetch(database_url, "SELECT auth FROM opsml_server.settings"))[0]
         assert row["auth"] is True
 
