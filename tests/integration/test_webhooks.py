@@ -667,10 +667,8 @@ async def test_an_attempt_on_a_deleted_endpoint_ends_quietly(
         body = orjson.dumps({"offset": 10**12, "data": {}}).decode()
         async with pool.acquire() as conn:
             position, epoch = await store.cursor(conn) or (0, 0)
-            await store.fan_out(
-                conn, [(row["endpoint_id"], 10**12, uuid.uuid4(), "card_registered", body)],
-                position, epoch,
-            )  # fmt: skip
+            one = [(row["endpoint_id"], 10**12, uuid.uuid4(), "card_registered", body)]
+            assert await store.fan_out(conn, lambda _: one, position, epoch) == one
         (d,) = await store.next_deliveries(pool, row["endpoint_id"], 5)
         assert await store.delete_endpoint(pool, row["endpoint_id"])
         lane = Lane(row, pool, sender, Backoff(), 1.0)
@@ -679,3 +677,31 @@ async def test_an_attempt_on_a_deleted_endpoint_ends_quietly(
     finally:
         await sender.aclose()
         await pool.close()
+
+
+async def test_a_registration_waits_for_a_fan_out_in_progress(wstack: WebhookStack) -> None:
+    """While a fan-out transaction holds the endpoints' share lock, a registration waits, and
+    its created_at is taken after the fan-out committed: the events that fan-out matched without
+    the new endpoint all occurred before the endpoint's created_at."""
+    fan = await db.connect(wstack.database_url)
+    reg = await db.connect(wstack.database_url)
+    try:
+        tx = fan.transaction()
+        await tx.start()
+        await fan.execute(db.Q["wh_lock_endpoints"])
+        task = asyncio.create_task(
+            store.create_endpoint(
+                reg, url="http://127.0.0.1:9/w", description=None, event_types=[],
+                registry=None, space=None, name=None, alias=None, enabled=False, created_by="t",
+            )
+        )  # fmt: skip
+        await asyncio.sleep(0.5)
+        assert not task.done()  # waiting for the fan-out
+        committed_at = await fan.fetchval("SELECT clock_timestamp()")
+        await tx.commit()
+        row = await asyncio.wait_for(task, 10)
+        assert row["created_at"] > committed_at
+        assert await store.delete_endpoint(reg, row["endpoint_id"])
+    finally:
+        await fan.close()
+        await reg.close()

@@ -10,11 +10,15 @@ already seen) dropped - the fence's highest epoch is kept with the position.
 
 An endpoint receives the events that occurred after it was registered (`occurred_at >=
 created_at`), whenever the delivery process gets to read them: a process that was down for an
-hour delivers that hour's events when it starts.
+hour delivers that hour's events when it starts. The endpoints are read under a share lock in the
+fan-out's transaction and `created_at` is taken after a registration got its lock, so an event
+that occurred after the registration is never matched against a list without the endpoint (the
+sequencer's clock and Postgres' are compared: on different machines, keep them in sync).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID
@@ -90,9 +94,11 @@ async def run_fanout(
             items = await reader.read(timeout_ms=1000, max_records=500)
             if reader.position == position:
                 continue
-            deliveries = match(items, await store.list_endpoints(conn)) if items else []
             position = reader.position
-            await store.fan_out(conn, deliveries, position, reader.decoder.max_epoch)
+            deliveries = await store.fan_out(
+                conn, functools.partial(match, items), position,
+                reader.decoder.max_epoch,
+            )  # fmt: skip
             if deliveries:
                 woke({d[0] for d in deliveries})
     finally:

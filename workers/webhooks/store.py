@@ -4,7 +4,7 @@ process's cursor, deliveries and their attempts. Named queries only (queries/web
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeAlias
 from uuid import UUID
@@ -79,16 +79,21 @@ async def cursor(conn: Conn) -> tuple[int, int] | None:
 
 async def fan_out(
     conn: asyncpg.Connection,
-    deliveries: Sequence[tuple[str, int, UUID, str, str]],
+    match: Callable[[list[Row]], list[tuple[str, int, UUID, str, str]]],
     position: int,
     max_epoch: int,
-) -> None:
-    """Deliveries (endpoint_id, offset, event_id, type, body) and the new cursor, in one
-    transaction: the cursor never passes an event whose deliveries are not stored."""
+) -> list[tuple[str, int, UUID, str, str]]:
+    """In one transaction: read the endpoints (under a share lock, so none registered
+    meanwhile is missed), store the deliveries `match` makes of them (endpoint_id, offset,
+    event_id, type, body) and the new cursor. The cursor never passes an event whose deliveries
+    are not stored."""
     async with conn.transaction():
+        await conn.execute(Q["wh_lock_endpoints"])
+        deliveries = match(list(await conn.fetch(Q["wh_list_endpoints"])))
         if deliveries:
             await conn.executemany(Q["wh_insert_delivery"], deliveries)
         await conn.execute(Q["wh_save_cursor"], CURSOR, position, max_epoch)
+    return deliveries
 
 
 async def next_deliveries(conn: Conn, endpoint_id: str, limit: int) -> list[Row]:

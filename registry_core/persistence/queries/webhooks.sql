@@ -2,11 +2,19 @@
 -- workers/webhooks/store.py). $n parameters only.
 
 -- name: wh_create_endpoint
+-- created_at is the time the row is written, after the table lock (not the transaction's
+-- start): see wh_lock_endpoints.
 INSERT INTO opsml_webhooks.endpoints
     (endpoint_id, url, description, event_types, registry, space, name, alias, secret, enabled,
-     created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+     created_by, created_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, clock_timestamp(), clock_timestamp())
 RETURNING *;
+
+-- name: wh_lock_endpoints
+-- The fan-out reads the endpoints under this lock, in its own transaction: a registration
+-- (ROW EXCLUSIVE) waits for the fan-out to commit or is committed before it reads, so an event
+-- that occurred after an endpoint's created_at is never matched against a list without it.
+LOCK TABLE opsml_webhooks.endpoints IN SHARE MODE;
 
 -- name: wh_list_endpoints
 SELECT * FROM opsml_webhooks.endpoints ORDER BY created_at, endpoint_id;
