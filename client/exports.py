@@ -17,7 +17,6 @@ from typing import Any
 
 from registry_core.domain.errors import InvalidArtifact
 
-ONNX_EXTRA = "pip install 'opsml-registry[onnx]'"
 TORCH_EXPORT_FILE = "model.pt2"
 ONNX_FILE = "model.onnx"
 
@@ -68,13 +67,26 @@ def _batch_dim() -> Any:
     return ({0: Dim.DYNAMIC},)
 
 
+@contextlib.contextmanager
+def _in_eval_mode(model: Any) -> Any:
+    """Export the inference graph (dropout off, batch-norm statistics frozen), then give the
+    user's model back in the mode it was in."""
+    training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(training)
+
+
 def export_torch(model: Any, sample: Any, directory: Path) -> str:
     """Store `model` as a torch.export program; returns its file name."""
     import torch
 
     x = _torch_input(model, sample)
     try:
-        program = torch.export.export(model.eval(), (x,), dynamic_shapes=_batch_dim())
+        with _in_eval_mode(model):
+            program = torch.export.export(model, (x,), dynamic_shapes=_batch_dim())
     except Exception as exc:
         raise InvalidArtifact(
             f"torch.export could not export {type(model).__qualname__} with the sample data"
@@ -144,10 +156,8 @@ def _torch_onnx(model: Any, sample: Any, target: Path) -> None:
     level = quiet.level
     quiet.setLevel(logging.ERROR)
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            torch.onnx.export(
-                model.eval(), (x,), str(target), dynamic_shapes=_batch_dim(), verbose=False
-            )
+        with contextlib.redirect_stdout(io.StringIO()), _in_eval_mode(model):
+            torch.onnx.export(model, (x,), str(target), dynamic_shapes=_batch_dim(), verbose=False)
     except Exception as exc:
         raise InvalidArtifact(
             f"torch.onnx could not export {type(model).__qualname__}"

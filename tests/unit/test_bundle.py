@@ -138,7 +138,7 @@ def test_torch_bundle_state_dict_class_free_export_and_onnx(
     from scorer_mod import Scorer  # type: ignore[import-not-found]
 
     torch.manual_seed(0)
-    net = Scorer(3, hidden=16).eval()
+    net = Scorer(3, hidden=16)  # in training mode: registration must leave it so
     with pytest.raises(InvalidArtifact, match="requires n_in"):
         make_bundle(ModelCard(space="demo", name="scorer", model=net), tmp_path / "x")
 
@@ -148,6 +148,8 @@ def test_torch_bundle_state_dict_class_free_export_and_onnx(
         model_init_kwargs={"n_in": 3, "hidden": 16}, export_onnx=True,
     )  # fmt: skip
     d = make_bundle(card, tmp_path / "b")
+    assert net.training
+    net.eval()
     doc = json.loads((d / "card.json").read_text())
     validate(doc)
     iface = doc["interface"]
