@@ -14,7 +14,7 @@ from uuid import UUID, uuid4
 
 from client import commands
 from registry_core.contracts.aliases import AliasMove, AliasOut
-from registry_core.contracts.http import CardOut, CommandOutcome
+from registry_core.contracts.http import AliasedCard, CommandOutcome
 from registry_core.domain.cards import Card, RegistryType
 from registry_core.domain.commands import AnyCommand, RemoveAlias, SetAlias
 from registry_core.domain.errors import CardNotFound, InvalidQuery
@@ -113,9 +113,9 @@ class AliasMethods:
 
     async def alias_record(
         self: Any, alias: str, *, space: str, name: str, as_of: AsOf = None
-    ) -> CardOut:
+    ) -> AliasedCard:
         """The record of the version `alias` points at (now, or as of a moment)."""
-        record: CardOut = await self.transport.alias_card(
+        record: AliasedCard = await self.transport.alias_card(
             self.registry_type, space, name, alias, as_of_text(as_of)
         )
         return record

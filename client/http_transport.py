@@ -25,8 +25,8 @@ from client.transport import CardQuery
 from registry_core.contracts.aliases import AliasHistory, AliasList
 from registry_core.contracts.http import (
     MAX_BULK_OUTCOMES,
+    AliasedCard,
     CardList,
-    CardOut,
     ClientConfig,
     CommandOutcome,
     Lineage,
@@ -128,9 +128,9 @@ class HttpTransport:
         )
         return CardList.model_validate_json(resp.content)
 
-    async def get_card(self, uid: UUID, as_of: str | None = None) -> CardOut:
+    async def get_card(self, uid: UUID, as_of: str | None = None) -> AliasedCard:
         resp = await self.api.get(f"/api/v1/cards/{uid}", as_of=as_of)
-        return CardOut.model_validate_json(resp.content)
+        return AliasedCard.model_validate_json(resp.content)
 
     async def aliases(
         self, registry: RegistryType, space: str, name: str, alias: str | None, as_of: str | None
@@ -152,12 +152,12 @@ class HttpTransport:
 
     async def alias_card(
         self, registry: RegistryType, space: str, name: str, alias: str, as_of: str | None
-    ) -> CardOut:
+    ) -> AliasedCard:
         resp = await self.api.get(
             "/api/v1/aliases/card", registry=registry.value, space=space, name=name, alias=alias,
             as_of=as_of,
         )  # fmt: skip
-        return CardOut.model_validate_json(resp.content)
+        return AliasedCard.model_validate_json(resp.content)
 
     async def lineage(self, uid: UUID) -> Lineage:
         resp = await self.api.get(f"/api/v1/cards/{uid}/lineage")

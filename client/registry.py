@@ -28,6 +28,7 @@ from client.publisher import kafka_security as _kafka_security
 from client.server_uri import kind_of
 from client.transport import CardQuery, Transport
 from registry_core.contracts.http import (
+    AliasedCard,
     CardList,
     CardOut,
     ClientConfig,
@@ -282,7 +283,7 @@ class AsyncCardRegistry(AliasMethods):
         )
         return await self.transport.list_page(query)
 
-    async def list_records(self, **filters: Any) -> list[CardOut]:
+    async def list_records(self, **filters: Any) -> list[AliasedCard]:
         """The records (with `status`, `event_offset`) of one page; filters as in list_cards."""
         return (await self.list_page(**filters)).cards
 

@@ -31,8 +31,8 @@ from client.transport import CardQuery
 from registry_core.contracts.aliases import AliasHistory, AliasList
 from registry_core.contracts.http import (
     MAX_BULK_OUTCOMES,
+    AliasedCard,
     CardList,
-    CardOut,
     ClientConfig,
     CommandOutcome,
     KnownArtifactsQuery,
@@ -249,13 +249,13 @@ class ServerTransport:
             )
         return CardList.model_validate_json(resp.body)
 
-    async def get_card(self, uid: UUID, as_of: str | None = None) -> CardOut:
+    async def get_card(self, uid: UUID, as_of: str | None = None) -> AliasedCard:
         from workers.api.routers import cards
 
         pool = await self.pool()
         with database_errors(self.where):
             resp = await cards.get_card(uid, pool, as_of)
-        return CardOut.model_validate_json(resp.body)
+        return AliasedCard.model_validate_json(resp.body)
 
     async def aliases(
         self, registry: RegistryType, space: str, name: str, alias: str | None, as_of: str | None
@@ -279,13 +279,13 @@ class ServerTransport:
 
     async def alias_card(
         self, registry: RegistryType, space: str, name: str, alias: str, as_of: str | None
-    ) -> CardOut:
+    ) -> AliasedCard:
         from workers.api.routers import aliases
 
         pool = await self.pool()
         with database_errors(self.where):
             resp = await aliases.alias_card(pool, registry.value, space, name, alias, as_of)
-        return CardOut.model_validate_json(resp.body)
+        return AliasedCard.model_validate_json(resp.body)
 
     async def lineage(self, uid: UUID) -> Lineage:
         from workers.api.routers import cards

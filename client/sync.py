@@ -18,7 +18,13 @@ from client.registry import AsyncCardRegistry
 from client.transport import Transport
 from registry_core import eventloop
 from registry_core.contracts.aliases import AliasMove, AliasOut
-from registry_core.contracts.http import CardList, CardOut, CommandOutcome, Lineage, RunMetrics
+from registry_core.contracts.http import (
+    AliasedCard,
+    CardList,
+    CommandOutcome,
+    Lineage,
+    RunMetrics,
+)
 from registry_core.domain.cards import Card, Metric, RegistryType
 from registry_core.domain.versioning import VersionType
 from registry_core.settings import ClientSettings
@@ -160,7 +166,7 @@ class CardRegistry:
     def list_page(self, **filters: Any) -> CardList:
         return self._runner.run(self._async.list_page(**filters))
 
-    def list_records(self, **filters: Any) -> list[CardOut]:
+    def list_records(self, **filters: Any) -> list[AliasedCard]:
         return self._runner.run(self._async.list_records(**filters))
 
     def list_cards(self, **filters: Any) -> list[ClientCard]:

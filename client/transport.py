@@ -19,8 +19,8 @@ from uuid import UUID
 
 from registry_core.contracts.aliases import AliasHistory, AliasList
 from registry_core.contracts.http import (
+    AliasedCard,
     CardList,
-    CardOut,
     ClientConfig,
     CommandOutcome,
     Lineage,
@@ -86,7 +86,7 @@ class Transport(Protocol):
         """One page of records (with `next_cursor` when there is more)."""
         ...
 
-    async def get_card(self, uid: UUID, as_of: str | None = None) -> CardOut:
+    async def get_card(self, uid: UUID, as_of: str | None = None) -> AliasedCard:
         """One record by uid, deleted or not (CardNotFound); as it was at `as_of` if given."""
         ...
 
@@ -104,7 +104,7 @@ class Transport(Protocol):
 
     async def alias_card(
         self, registry: RegistryType, space: str, name: str, alias: str, as_of: str | None
-    ) -> CardOut:
+    ) -> AliasedCard:
         """The record an alias points at, now or as of a moment (AliasNotFound)."""
         ...
 

@@ -127,12 +127,17 @@ class NewToken(BaseModel):
 
 class CardOut(CardRecord):
     event_offset: int
-    # the aliases pointing at this version (in list results and alias lookups)
+
+
+class AliasedCard(CardOut):
+    """A card as reads return it: with the aliases pointing at it (now, or as of the moment
+    asked about). Outcomes carry a plain CardOut."""
+
     aliases: list[str] = Field(default_factory=list)
 
 
 class CardList(BaseModel):
-    cards: list[CardOut]
+    cards: list[AliasedCard]
     next_cursor: str | None = None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -22,7 +23,7 @@ from client.transport import CardQuery, Transport
 from registry_core.contracts.http import CommandOutcome
 from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.cards import CARD_CLASS_FOR_REGISTRY, Card, RegistryType
-from registry_core.domain.commands import AnyCommand
+from registry_core.domain.commands import AnyCommand, RemoveAlias, SetAlias
 from registry_core.domain.errors import (
     ArtifactIntegrityError,
     CardNotFound,
@@ -140,6 +141,31 @@ class TransportContract:
         assert first.uid is not None
         got = await transport.run_metrics([first.uid], ["acc"])
         assert [p.value for p in got.metrics[first.uid]["acc"]] == [0.9]
+
+        # aliases and the registry as of a moment (issue 18), through the port
+        where = {"registry": RUN, "space": "u", "name": "r"}
+        set_ = SetAlias(
+            **where, command_id=uuid4(), issued_at=datetime.now(UTC), alias="prod", uid=first.uid
+        )
+        moved = await _decide(transport, set_)
+        assert (moved.status, moved.version) == ("alias_set", "1.0.0")
+        assert [a.alias for a in (await transport.aliases(RUN, "u", "r", None, None)).aliases] == [
+            "prod"
+        ]
+        assert (await transport.alias_card(RUN, "u", "r", "prod", None)).uid == first.uid
+        then = await transport.get_card(first.uid, str(first.event_offset))
+        assert (then.tags, then.aliases) == ({}, [])  # before the update and the alias
+        page = await transport.list_page(CardQuery(registry=RUN, space="u", as_of="0"))
+        assert page.cards == []
+        refused = await _decide(transport, cmd.delete(card, RUN, RunCard))
+        assert (refused.status, refused.error_code) == ("rejected", "alias_in_use")
+        gone = RemoveAlias(**where, command_id=uuid4(), issued_at=datetime.now(UTC), alias="prod")
+        assert (await _decide(transport, gone)).status == "alias_removed"
+        history = await transport.alias_history(RUN, "u", "r", None, 10)
+        assert [m.action for m in history.moves] == ["removed", "set"]
+        assert (
+            await transport.alias_card(RUN, "u", "r", "prod", str(moved.event_offset))
+        ).uid == first.uid
 
         deleted = await _decide(transport, cmd.delete(card, RUN, RunCard))
         assert deleted.status == "deleted"

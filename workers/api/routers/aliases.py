@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from registry_core.contracts.aliases import AliasHistory, AliasList
-from registry_core.contracts.http import CardOut, ErrorBody
+from registry_core.contracts.http import AliasedCard, ErrorBody
 from registry_core.domain.aliases import validate_alias
 from registry_core.domain.cards import registry_type
 from registry_core.domain.errors import AliasNotFound, InvalidQuery
@@ -75,7 +75,9 @@ async def alias_history(
     return _json({"moves": await aliases.alias_history(pool, reg, space, name, alias, limit)})
 
 
-@router.get("/api/v1/aliases/card", response_model=CardOut, tags=["aliases"], responses=NOT_FOUND)
+@router.get(
+    "/api/v1/aliases/card", response_model=AliasedCard, tags=["aliases"], responses=NOT_FOUND
+)
 async def alias_card(
     pool: PoolDep,
     registry: str,

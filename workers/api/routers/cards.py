@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from registry_core.contracts.http import (
+    AliasedCard,
     CardList,
     CardOut,
     ErrorBody,
@@ -24,6 +25,7 @@ from registry_core.domain.errors import CardNotFound, InvalidQuery
 from registry_core.domain.names import validate_name
 from registry_core.persistence import as_of as history
 from registry_core.persistence import read
+from registry_core.persistence.aliases import aliases_of
 from registry_core.persistence.as_of import resolve as resolve_as_of
 from workers.api.deps import PoolDep
 
@@ -140,7 +142,7 @@ async def run_metrics(
     return RunMetrics(metrics=metrics, parameters=params)
 
 
-@router.get("/api/v1/cards/{uid}", response_model=CardOut, tags=["cards"], responses=NOT_FOUND)
+@router.get("/api/v1/cards/{uid}", response_model=AliasedCard, tags=["cards"], responses=NOT_FOUND)
 async def get_card(
     uid: UUID,
     pool: PoolDep,
@@ -156,4 +158,5 @@ async def get_card(
     row = await read.get_card(pool, uid)
     if row is None:
         raise CardNotFound(f"no card with uid {uid}")
+    row["aliases"] = (await aliases_of(pool, [uid])).get(uid, [])
     return _json(row)
