@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
@@ -21,7 +23,8 @@ from registry_core.domain.errors import Forbidden, Unauthenticated
 from registry_core.persistence import db
 from registry_core.persistence.tokens import create_token
 from tests.conftest import S3, Stack, running
-from tests.integration.helpers import fetch
+from tests.integration.helpers import dumps, fetch, publish_raw
+from tests.support.wire import command
 from workers import procs
 
 pytestmark = pytest.mark.integration
@@ -91,6 +94,32 @@ async def test_subscribe_on_the_database_uri(stack: Stack) -> None:
         await reg.register_card(RunCard(space="sub", name="r"))
     await asyncio.wait_for(task, 20)
     assert got == ["card_registered"]
+
+
+async def test_outcome_waits_end_on_notify_and_survive_a_lost_listener(stack: Stack) -> None:
+    """A wait in progress ends when the worker's NOTIFY arrives; a listener connection the
+    server dropped is reconnected and the waits read again, so nothing is missed."""
+    t = ServerTransport(stack.database_url)
+    try:
+        await t.connect()
+        for kill_listener in (False, True):
+            body = command(name=f"notify-{int(kill_listener)}")
+            waiter = asyncio.create_task(t.wait_for(UUID(body["command_id"]), 25))
+            await asyncio.sleep(0.3)
+            assert not waiter.done()
+            if kill_listener:
+                pid = (await t.waiters()).conn.get_server_pid()
+                rows = await fetch(stack.database_url, "SELECT pg_terminate_backend($1)", pid)
+                assert rows[0][0] is True
+                await asyncio.sleep(0.3)
+            t0 = time.monotonic()
+            await publish_raw(stack.bootstrap, dumps(body))
+            out = await waiter
+            assert out.status == "registered" and out.card is not None
+            assert time.monotonic() - t0 < 5
+        assert (await t.waiters()).conn.get_server_pid() != pid  # a new listener
+    finally:
+        await t.aclose()
 
 
 async def test_a_database_without_a_workers_settings(database_url: str) -> None:
