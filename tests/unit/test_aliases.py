@@ -116,3 +116,23 @@ def test_protected_aliases_setting() -> None:
     assert parse_protected("prod, production,") == {"prod", "production"}
     with pytest.raises(InvalidName):
         parse_protected("Prod")
+
+
+def test_as_of_takes_an_offset_or_an_iso_time_and_says_what_it_accepts() -> None:
+    from registry_core.domain.errors import InvalidQuery
+    from registry_core.persistence.as_of import overlay, parse
+
+    assert parse("1234") == 1234 and parse(0) == 0 and parse(None) is None
+    assert parse("2026-12-01T14:00:00Z") == datetime(2026, 12, 1, 14, tzinfo=UTC)
+    assert parse("2026-12-01") == datetime(2026, 12, 1, tzinfo=UTC)  # no zone: UTC
+    for bad in ("last tuesday", "-1", "12:00", "1e3", ""):
+        with pytest.raises(InvalidQuery, match="neither an event offset"):
+            parse(bad)
+    with pytest.raises(InvalidQuery, match="out of range"):
+        parse(-5)
+    # a card that changed later is shown with the archived record's mutable fields
+    row = {"tags": {"a": "now"}, "status": "deleted", "version": "1.0.0", "asof_payload": {
+        "card": {"tags": {"a": "then"}, "status": "active", "updated_at": None, "version": "x"}
+    }}  # fmt: skip
+    assert overlay(row) == {"tags": {"a": "then"}, "status": "active", "updated_at": None,
+                            "version": "1.0.0"}  # fmt: skip
