@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import asyncpg
@@ -48,6 +48,9 @@ from registry_core.persistence import db, read
 from registry_core.persistence.server_settings import ServerSettings
 from registry_core.settings import ClientSettings, Settings
 from registry_core.storage import ArtifactStore, open_store
+
+if TYPE_CHECKING:  # (imported on first use: the API's modules load FastAPI)
+    from workers.api.waiters import OutcomeWaiters
 
 GRANT_REFRESH_BEFORE = timedelta(minutes=5)
 # What a lost or restarting database looks like to asyncpg (the API answers these 503).
@@ -100,7 +103,7 @@ class ServerTransport:
         self._pool: asyncpg.Pool | None = None
         self._row: ServerSettings | None = None
         self._store: ArtifactStore | None = None
-        self._waiters: Any = None  # workers.api.waiters.OutcomeWaiters, started on first wait
+        self._waiters: OutcomeWaiters | None = None  # started on the first wait
         self._config: ClientConfig | None = None
         self.publisher = KafkaPublisher(self.settings, self.config)
 
@@ -135,7 +138,7 @@ class ServerTransport:
             )
         return self._store
 
-    async def waiters(self) -> Any:
+    async def waiters(self) -> OutcomeWaiters:
         if self._waiters is None:
             from workers.api.waiters import OutcomeWaiters
 
