@@ -1,10 +1,11 @@
 """Deploy specs and lock files: what a service needs from the registry, pinned exactly.
 
 A spec (a TOML file, or `[tool.opsml.deploy]` in pyproject.toml) lists cards by registry,
-space, name and version constraint. `lock` resolves each entry to one card version - uid,
-version and every file's sha256 - and writes `opsml.lock` (JSON); `check` says whether a newer
-match exists (or the spec changed); `download_locked` fetches exactly the locked files into
-one bundle directory per entry and verifies them. Format and commands: docs/deployment.md.
+space, name and a version constraint or an alias. `lock` resolves each entry to one card
+version - uid, version and every file's sha256 - and writes `opsml.lock` (JSON);
+`check_lock` says whether the spec now resolves to another version (a newer match, a moved
+alias, a changed spec); `download_locked` fetches exactly the locked files into one bundle
+directory per entry and verifies them. Format and commands: docs/deployment.md.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from client import bundle
 from client.registry import AsyncCardRegistry
 from registry_core.domain.artifacts import validate_artifact_path
 from registry_core.domain.cards import RegistryType, registry_type
-from registry_core.domain.errors import CardNotFound, RegistryError
+from registry_core.domain.errors import AliasNotFound, CardNotFound, RegistryError
 from registry_core.domain.names import validate_name
 from registry_core.domain.versioning import parse_constraint
 
@@ -38,7 +39,7 @@ class DeployError(RegistryError):
 
 @dataclass(frozen=True)
 class SpecEntry:
-    """One card a service needs. `alias` is reserved for registry aliases (not resolved yet)."""
+    """One card a service needs: a version constraint (none: the newest), or an alias."""
 
     dir: str
     registry: RegistryType
@@ -51,6 +52,8 @@ class SpecEntry:
     @property
     def wanted(self) -> str:
         what = f"{self.registry.value}/{self.space}/{self.name}"
+        if self.alias is not None:
+            return f"{what} alias {self.alias!r}"
         return what + (f" {self.version}" if self.version else " (newest)")
 
 
@@ -153,16 +156,14 @@ def _files(card: Any) -> list[dict[str, Any]]:
 
 
 async def _resolve_one(reg: AsyncCardRegistry, e: SpecEntry) -> LockedCard:
-    if e.alias is not None:
-        raise DeployError(
-            f"{e.dir}: alias {e.alias!r} - this client does not resolve aliases yet; pin a"
-            " `version` constraint instead"
-        )
     try:
-        card = await reg.load_card(
-            space=e.space, name=e.name, version=e.version, include_prereleases=e.prereleases
-        )
-    except CardNotFound as exc:
+        if e.alias is not None:  # the version the alias points at now (the registry's aliases)
+            card = await reg.load_card(space=e.space, name=e.name, alias=e.alias)
+        else:
+            card = await reg.load_card(
+                space=e.space, name=e.name, version=e.version, include_prereleases=e.prereleases
+            )
+    except (CardNotFound, AliasNotFound) as exc:
         raise DeployError(f"{e.dir}: nothing matches {e.wanted} ({exc})") from None
     assert card.version is not None and card.uid is not None
     files = _files(card)
@@ -257,7 +258,7 @@ async def check_lock(
             new = await _resolve_one(reg, e)
             if new.uid != old.uid:
                 stale.append(
-                    f"{e.dir}: locked {old.version}, the newest match of {e.wanted} is"
+                    f"{e.dir}: locked {old.version}, the match of {e.wanted} is now"
                     f" {new.version} (uid {new.uid})"
                 )
     finally:

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from client import CardRegistry, ModelCard, load_card_dir
+from client import CardRegistry, ModelCard, RunCard, load_card_dir
 from registry_core.domain.errors import ArtifactIntegrityError
 from tests.conftest import ADMIN_URL, Stack, _db_url, running
 from workers import procs
@@ -182,8 +182,10 @@ def test_lock_download_and_serve_sklearn_and_torch(
         stale = in_process(stack, "lock", str(work / "opsml-deploy.toml"), "--check",
                            "-o", str(work / "opsml.lock"))  # fmt: skip
         assert stale.exit_code == 1, stale.output
-        assert "churn-sklearn: locked 1.0.0, the newest match of" in stale.output
-        assert "is 1.1.0" in stale.output
+        assert (
+            "churn-sklearn: locked 1.0.0, the match of model/demo/churn-sklearn ^1 is now"
+            " 1.1.0" in stale.output
+        )
 
         # a corrupted bundle file is refused on load
         model_file = work / "bundle" / "churn-sklearn" / "model.skops"
@@ -241,3 +243,25 @@ def test_plain_download_writes_card_json(stack: Stack, tmp_path: Path) -> None:
         paths = reg.load_card(uid=card.uid).download_artifacts(tmp_path / "c")
     assert sorted(p.name for p in paths) == ["model.skops", "sample_data.npy"]
     assert json.loads((tmp_path / "c" / "card.json").read_text()) == doc
+
+
+def test_an_alias_in_the_spec_locks_where_it_points(stack: Stack, tmp_path: Path) -> None:
+    spec, lock = tmp_path / "opsml-deploy.toml", tmp_path / "opsml.lock"
+    spec.write_text('[[cards]]\nregistry = "run"\nspace = "al"\nname = "r"\nalias = "prod"\n')
+    check = ("lock", str(spec), "--check", "-o", str(lock))
+    with CardRegistry("run", tracking_uri=stack.url) as reg:
+        first = reg.register_card(RunCard(space="al", name="r"))
+        reg.set_alias("prod", first)
+        out = in_process(stack, "lock", str(spec), "-o", str(lock))
+        assert out.exit_code == 0, out.output
+        assert json.loads(lock.read_text())["cards"][0]["uid"] == str(first.uid)
+        reg.register_card(RunCard(space="al", name="r"))  # newer, but the alias stays
+        assert in_process(stack, *check).exit_code == 0
+        second = reg.list_cards(space="al", name="r")[0]
+        reg.set_alias("prod", second)
+        stale = in_process(stack, *check)
+        assert stale.exit_code == 1
+        assert "r: locked 1.0.0, the match of run/al/r alias 'prod' is now 1.1.0" in stale.output
+    spec.write_text(spec.read_text().replace('"prod"', '"canary"'))
+    missing = in_process(stack, "lock", str(spec), "-o", str(lock))
+    assert missing.exit_code == 2 and "nothing matches run/al/r alias 'canary'" in missing.output

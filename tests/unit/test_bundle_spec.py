@@ -41,7 +41,7 @@ def test_the_examples_spec_and_a_pyproject_table(tmp_path: Path) -> None:
         SpecEntry("train", RegistryType.DATA, "demo", "train", None, None, True)
     ]
     aliased = spec(tmp_path, '[[cards]]\nregistry="model"\nspace="a"\nname="m"\nalias="prod"\n')
-    assert read_spec(aliased)[0].alias == "prod"  # parsed; resolving it is refused (no aliases)
+    assert read_spec(aliased)[0].alias == "prod"  # (resolved: tests/e2e/test_model_service.py)
 
 
 @pytest.mark.parametrize(
