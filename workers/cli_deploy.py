@@ -32,8 +32,9 @@ def lock(
         bool,
         typer.Option(
             "--check",
-            help="Write nothing; exit 1 when the lock is stale (a newer version matches, or the"
-            " spec changed), 2 when a locked card was deleted or the spec cannot be resolved.",
+            help="Write nothing; exit 1 when the lock is stale (a newer version matches, an alias"
+            " moved, or the spec changed), 2 when a locked card was deleted or the spec cannot"
+            " be resolved.",
         ),
     ] = False,
 ) -> None:
