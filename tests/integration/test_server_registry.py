@@ -76,7 +76,7 @@ async def test_the_database_uri_is_the_only_setting(
         reg.close()
 
 
-async def test_subscribe_on_the_database_uri(stack: Stack) -> None:
+async def test_subscribe_and_outcome_waits_on_the_database_uri(stack: Stack) -> None:
     ready = asyncio.Event()
     got: list[str] = []
 
@@ -95,10 +95,8 @@ async def test_subscribe_on_the_database_uri(stack: Stack) -> None:
     await asyncio.wait_for(task, 20)
     assert got == ["card_registered"]
 
-
-async def test_outcome_waits_end_on_notify_and_survive_a_lost_listener(stack: Stack) -> None:
-    """A wait in progress ends when the worker's NOTIFY arrives; a listener connection the
-    server dropped is reconnected and the waits read again, so nothing is missed."""
+    # A wait in progress ends when the worker's NOTIFY arrives; a listener connection the server
+    # dropped is reconnected and the waits read again, so nothing is missed.
     t = ServerTransport(stack.database_url)
     try:
         await t.connect()
