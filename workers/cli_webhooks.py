@@ -85,18 +85,12 @@ def ls(data_dir: DataDirOption = None) -> None:
 
     from workers.webhooks import store
 
-    async def rows(conn: object) -> list[tuple[object, dict[str, int]]]:
-        out = []
-        for e in await store.list_endpoints(conn):  # type: ignore[arg-type]
-            counts: dict[str, int] = {}
-            for status in ("pending", "dead"):
-                got = await store.list_deliveries(conn, e["endpoint_id"], status, -1, 10_000)  # type: ignore[arg-type]
-                counts[status] = len(got)
-            out.append((e, counts))
-        return out
+    async def rows(conn: Any) -> tuple[list[Any], dict[tuple[str, str], int]]:
+        return await store.list_endpoints(conn), await store.open_counts(conn)
 
     table = Table("endpoint_id", "url", "filters", "enabled", "pending", "dead")
-    for e, counts in run_db(settings(data_dir), rows):
+    endpoints, counts = run_db(settings(data_dir), rows)
+    for e in endpoints:
         filters = ", ".join(
             f"{k}={e[k]}" for k in ("registry", "space", "name", "alias") if e[k] is not None
         )
@@ -104,7 +98,8 @@ def ls(data_dir: DataDirOption = None) -> None:
             filters = ", ".join(filter(None, [f"types={'|'.join(e['event_types'])}", filters]))
         table.add_row(
             e["endpoint_id"], e["url"], filters or "(all events)", str(e["enabled"]),
-            str(counts["pending"]), str(counts["dead"]),
+            str(counts.get((e["endpoint_id"], "pending"), 0)),
+            str(counts.get((e["endpoint_id"], "dead"), 0)),
         )  # fmt: skip
     Console().print(table)
 

@@ -705,3 +705,23 @@ async def test_a_registration_waits_for_a_fan_out_in_progress(wstack: WebhookSta
     finally:
         await fan.close()
         await reg.close()
+
+
+def test_the_operator_commands(wstack: WebhookStack) -> None:
+    """`opsml webhooks ls` counts each endpoint's pending and dead deliveries (one command: each
+    costs a Python start; `add`'s checks are the API's, tested above)."""
+
+    def opsml(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "workers.cli", "webhooks", *args],
+            env={**os.environ, **wstack.env, "COLUMNS": "250", **env},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+
+    listed = opsml("ls")
+    assert listed.returncode == 0, listed.stderr
+    # the /redirect endpoint of the first test: exp-0's 4 registrations, all dead
+    line = next(x for x in listed.stdout.splitlines() if "/redirect " in x or "/redirect│" in x)
+    cells = [c.strip() for c in line.split("│") if c.strip()]
+    assert cells[-2:] == ["0", "4"], line
+    assert cells[0].startswith("wh_") and len(cells[0]) == 15

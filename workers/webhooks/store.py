@@ -141,3 +141,9 @@ async def redeliver(conn: Conn, endpoint_id: str, offset: int | None) -> list[in
 async def prune_delivered(conn: Conn, older_than: timedelta) -> int:
     done = await conn.execute(Q["wh_prune_delivered"], older_than)
     return int(done.split()[-1])
+
+
+async def open_counts(conn: Conn) -> dict[tuple[str, str], int]:
+    """{(endpoint_id, status): n} of the pending and dead deliveries."""
+    rows = await conn.fetch(Q["wh_delivery_counts"])
+    return {(r["endpoint_id"], r["status"]): r["n"] for r in rows}

@@ -116,3 +116,7 @@ RETURNING event_offset;
 -- The delivery log's retention: delivered deliveries older than $1 (their attempts cascade).
 DELETE FROM opsml_webhooks.deliveries
 WHERE status = 'delivered' AND delivered_at < now() - $1::interval;
+
+-- name: wh_delivery_counts
+SELECT endpoint_id, status, count(*) AS n FROM opsml_webhooks.deliveries
+WHERE status <> 'delivered' GROUP BY endpoint_id, status;
