@@ -108,6 +108,7 @@ def train(stack: Stack, work: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str
     monkeypatch.setattr(sys, "argv", ["train.py", "--probe", str(work / "probe.json")])
     runpy.run_path(str(work / "training" / "train.py"), run_name="__main__")
     monkeypatch.delenv("OPSML_TRACKING_URI")
+    sys.modules.pop("nets", None)  # the example's training module: not for other tests
     probe: dict[str, Any] = json.loads((work / "probe.json").read_text())
     return probe
 
