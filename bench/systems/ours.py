@@ -277,3 +277,12 @@ class OursServer(Ours):
 
     def driver_job(self) -> dict:
         return {"uri": db_url(self.db), "space": SPACE}
+
+    def seed(self, start_name: int, n_names: int, per_name: int) -> str:
+        # W4 times HTTP requests to the API (and W5 is the worker's): the same as `ours` here
+        from bench.workloads.base import PendingFeature
+
+        raise PendingFeature(
+            "W4 times the HTTP API's reads: the server registry reads in-process (its W1 and"
+            " W3 are the comparison; see bench.server_mode)"
+        )
