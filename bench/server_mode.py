@@ -6,7 +6,8 @@
 its own stack; on a machine shared with other jobs the load moves between them. This starts one
 stack (Tansu in memory, worker, API on a throw-away database: the `ours` system) and alternates
 the modes on it: W1's sequential registrations in rounds (HTTP first in even rounds, the
-database first in odd ones), then W3's bulk path (register_cards) once per mode and round. The
+database first in odd ones), then reads of what they registered (`load_card` by uid, and the
+newest version of a name) alternating alike, then W3's bulk path (register_cards). The
 client's own CPU per registration is measured too (the server registry does the API's reading
 and waiting itself). Results: bench/results/server_mode-<time>.json.
 """
@@ -58,6 +59,18 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     loop.run_until_complete(regs[mode].register_card(card))
                     seq[mode].append((time.perf_counter() - t) * 1000)
                 cpu[mode] += time.process_time() - c0
+        # reads of what W1 registered: one card by uid, the newest version of a name
+        uids = [c.uid for c in loop.run_until_complete(regs["http"].list_cards(space="sm"))]
+        reads: dict[str, dict[str, list[float]]] = {m: {"get": [], "latest": []} for m in MODES}
+        for r in range(args.rounds):
+            for mode in MODES if r % 2 == 0 else MODES[::-1]:
+                for j in range(args.cards):
+                    t = time.perf_counter()
+                    loop.run_until_complete(regs[mode].load_card(uid=uids[j % len(uids)]))
+                    reads[mode]["get"].append((time.perf_counter() - t) * 1000)
+                    t = time.perf_counter()
+                    loop.run_until_complete(regs[mode].load_card(space="sm", name=f"http-{j % 10}"))
+                    reads[mode]["latest"].append((time.perf_counter() - t) * 1000)
         bulk: dict[str, list[float]] = {m: [] for m in MODES}
         for r in range(args.bulk_rounds):
             for mode in MODES if r % 2 == 0 else MODES[::-1]:
@@ -84,6 +97,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             }
             for m in MODES
         },
+        "reads": {m: {op: latency_summary(v) for op, v in reads[m].items()} for m in MODES},
         "W3_cards_per_s": {m: [round(x) for x in bulk[m]] for m in MODES},
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
