@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import asyncpg
+from pydantic import ValidationError
 
 from client import server_files
 from client.errors import RegistrationTimeout, RegistryUnavailable
@@ -39,11 +40,12 @@ from registry_core.contracts.http import (
     Lineage,
     OutcomeList,
     RunMetrics,
+    storable_datetime,
 )
 from registry_core.domain.artifacts import ArtifactRef
 from registry_core.domain.cards import RegistryType
 from registry_core.domain.commands import AnyCommand
-from registry_core.domain.errors import Forbidden
+from registry_core.domain.errors import Forbidden, InvalidQuery, summarize_validation
 from registry_core.persistence import db, read
 from registry_core.persistence.server_settings import ServerSettings
 from registry_core.settings import ClientSettings, Settings
@@ -53,6 +55,8 @@ if TYPE_CHECKING:  # (imported on first use: the API's modules load FastAPI)
     from workers.api.waiters import OutcomeWaiters
 
 GRANT_REFRESH_BEFORE = timedelta(minutes=5)
+MAX_CURSOR = 1000  # the read API's bounds on its parameters (workers/api/routers/cards.py)
+MAX_RUNS = 100
 # What a lost or restarting database looks like to asyncpg (the API answers these 503).
 UNAVAILABLE: tuple[type[BaseException], ...] = (
     OSError,  # refused, reset, unknown host (DatabaseUnreachable is one)
@@ -232,6 +236,16 @@ class ServerTransport:
     async def list_page(self, query: CardQuery) -> CardList:
         from workers.api.routers import cards
 
+        # what FastAPI checks of the parameters before the handler runs
+        if not 1 <= query.limit <= read.MAX_LIMIT:
+            raise InvalidQuery(f"limit must be 1-{read.MAX_LIMIT}, not {query.limit}")
+        if query.cursor is not None and len(query.cursor) > MAX_CURSOR:
+            raise InvalidQuery(f"the cursor is longer than {MAX_CURSOR} characters")
+        if query.max_date is not None:
+            try:
+                storable_datetime(query.max_date)
+            except ValueError as exc:
+                raise InvalidQuery(f"max_date: {exc}") from None
         pool = await self.pool()
         with database_errors(self.where):
             resp = await cards.list_cards(
@@ -300,6 +314,8 @@ class ServerTransport:
     async def run_metrics(self, uids: Sequence[UUID], names: Sequence[str] | None) -> RunMetrics:
         from workers.api.routers import cards
 
+        if not 1 <= len(uids) <= MAX_RUNS or len(names or ()) > MAX_RUNS:
+            raise InvalidQuery(f"compare 1-{MAX_RUNS} runs and up to {MAX_RUNS} metric names")
         pool = await self.pool()
         with database_errors(self.where):
             return await cards.run_metrics(pool, list(uids), list(names) if names else None)
@@ -310,7 +326,10 @@ class ServerTransport:
         from workers.api.routers import artifacts
 
         pool = await self.pool()
-        q = KnownArtifactsQuery(registry=registry.value, space=space, sha256=list(sha256))
+        try:
+            q = KnownArtifactsQuery(registry=registry.value, space=space, sha256=list(sha256))
+        except ValidationError as exc:
+            raise InvalidQuery(summarize_validation(exc)) from None
         with database_errors(self.where):
             return set((await artifacts.known_artifacts(q, pool)).known)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -29,6 +29,7 @@ from registry_core.domain.errors import (
     CardNotFound,
     InvalidQuery,
     InvalidVersion,
+    RegistryError,
     VersionConflict,
 )
 from tests.conftest import Stack
@@ -186,6 +187,14 @@ class TransportContract:
             await transport.list_page(CardQuery(registry=RUN, version=">=banana"))
         with pytest.raises(InvalidQuery):
             await transport.list_page(CardQuery(registry=RUN, cursor="not-a-cursor"))
+        # the parameters' bounds (the API's 422s), refused by both
+        east = timezone(timedelta(hours=14))
+        for bad in (CardQuery(registry=RUN, limit=0), CardQuery(registry=RUN, limit=1001),
+                    CardQuery(registry=RUN, max_date=datetime(1, 1, 1, tzinfo=east))):  # fmt: skip
+            with pytest.raises(RegistryError):
+                await transport.list_page(bad)
+        with pytest.raises(RegistryError):
+            await transport.run_metrics([uuid4() for _ in range(101)], None)
         with pytest.raises(RegistrationTimeout, match=str(unknown)):
             await transport.wait_for(unknown, 0.3)
         # a rejection is an outcome, with the domain's code
