@@ -30,14 +30,14 @@ LATERAL = (
     " FROM card_changes x WHERE x.uid = cards.uid AND x.event_offset <= {o})) END"
     " AS asof_payload) AS h ON true"
 )
-# The aliases pointing at each card as of {o}: each alias of the card's name at its last move at
-# or below {o} (alias_history_at), if that was a set to this card.
+# The aliases pointing at each card as of {o}: the aliases moved to the card at or below {o}
+# (alias_history_uid: most cards have none) whose next move, if any, came after {o}.
 ALIASES = (
-    "ARRAY(SELECT l.alias FROM (SELECT DISTINCT ON (ah.alias) ah.alias, ah.action, ah.uid"
-    " FROM alias_history ah WHERE ah.registry = cards.registry AND ah.space = cards.space"
-    " AND ah.name = cards.name AND ah.event_offset <= {o}"
-    " ORDER BY ah.alias, ah.event_offset DESC) AS l"
-    " WHERE l.action = 'set' AND l.uid = cards.uid ORDER BY 1) AS aliases"
+    "ARRAY(SELECT DISTINCT ah.alias FROM alias_history ah WHERE ah.uid = cards.uid"
+    " AND ah.action = 'set' AND ah.event_offset <= {o} AND NOT EXISTS (SELECT 1"
+    " FROM alias_history nx WHERE nx.registry = ah.registry AND nx.space = ah.space"
+    " AND nx.name = ah.name AND nx.alias = ah.alias AND nx.event_offset > ah.event_offset"
+    " AND nx.event_offset <= {o}) ORDER BY 1) AS aliases"
 )
 STATUS = "coalesce(h.asof_payload->'card'->>'status', status)"
 TAGS = "coalesce((h.asof_payload->'card'->'tags')::jsonb, tags)"

@@ -37,6 +37,8 @@ CREATE TABLE alias_history (
     occurred_at      timestamptz NOT NULL
 );
 CREATE INDEX alias_history_at ON alias_history (registry, space, name, alias, event_offset DESC);
+-- "which aliases pointed at card X at offset N" starts from the moves to X (most cards: none)
+CREATE INDEX alias_history_uid ON alias_history (uid, event_offset);
 
 -- The offsets of every update and delete of a card: a card read "as of" offset N is its current
 -- row unless it changed after N; then it is the record in the archived event at its last change

@@ -75,12 +75,14 @@ SELECT coalesce((SELECT max(event_offset) FROM event_log), -1) AS event_offset;
 -- change at or below $2 when it changed after $2 (registry_core/persistence/as_of.py).
 SELECT uid, registry, space, name, version, card_type, tags, description, metadata, attributes,
        artifacts, status, created_at, updated_at, command_id, actor, event_offset, h.asof_payload,
-       ARRAY(SELECT l.alias FROM (
-           SELECT DISTINCT ON (ah.alias) ah.alias, ah.action, ah.uid FROM alias_history ah
-           WHERE ah.registry = cards.registry AND ah.space = cards.space AND ah.name = cards.name
-             AND ah.event_offset <= $2
-           ORDER BY ah.alias, ah.event_offset DESC) AS l
-           WHERE l.action = 'set' AND l.uid = cards.uid ORDER BY 1) AS aliases
+       ARRAY(SELECT DISTINCT ah.alias FROM alias_history ah
+             WHERE ah.uid = cards.uid AND ah.action = 'set' AND ah.event_offset <= $2
+               AND NOT EXISTS (SELECT 1 FROM alias_history nx
+                               WHERE nx.registry = ah.registry AND nx.space = ah.space
+                                 AND nx.name = ah.name AND nx.alias = ah.alias
+                                 AND nx.event_offset > ah.event_offset
+                                 AND nx.event_offset <= $2)
+             ORDER BY 1) AS aliases
 FROM cards
 LEFT JOIN LATERAL (
     SELECT CASE WHEN EXISTS (SELECT 1 FROM card_changes y
@@ -113,12 +115,14 @@ SELECT cards.uid, cards.registry, cards.space, cards.name, cards.version, cards.
        cards.tags, cards.description, cards.metadata, cards.attributes, cards.artifacts,
        cards.status, cards.created_at, cards.updated_at, cards.command_id, cards.actor,
        cards.event_offset, h.asof_payload,
-       ARRAY(SELECT l.alias FROM (
-           SELECT DISTINCT ON (ah.alias) ah.alias, ah.action, ah.uid FROM alias_history ah
-           WHERE ah.registry = cards.registry AND ah.space = cards.space AND ah.name = cards.name
-             AND ah.event_offset <= o.at
-           ORDER BY ah.alias, ah.event_offset DESC) AS l
-           WHERE l.action = 'set' AND l.uid = cards.uid ORDER BY 1) AS aliases,
+       ARRAY(SELECT DISTINCT ah.alias FROM alias_history ah
+             WHERE ah.uid = cards.uid AND ah.action = 'set' AND ah.event_offset <= o.at
+               AND NOT EXISTS (SELECT 1 FROM alias_history nx
+                               WHERE nx.registry = ah.registry AND nx.space = ah.space
+                                 AND nx.name = ah.name AND nx.alias = ah.alias
+                                 AND nx.event_offset > ah.event_offset
+                                 AND nx.event_offset <= o.at)
+             ORDER BY 1) AS aliases,
        o.at AS asof_offset
 FROM o
 CROSS JOIN a
