@@ -69,43 +69,35 @@ async def test_every_page_renders_without_console_errors(
         "events": ("/ui/events", "Event feed"),
     }
     scroll_to = {"card-run": "#metrics-h", "card-data": "#lineage-h"}  # the part worth a look
+    opened = {}
     for shot, (path, heading) in pages.items():
-        page = await _open(context, console, ui_stack.url + path)
+        page = opened[shot] = await _open(context, console, ui_stack.url + path)
         assert heading in await page.locator("h1").inner_text(), shot
         if shot in scroll_to:
             await page.locator(scroll_to[shot]).evaluate("e => e.scrollIntoView()")
         await page.screenshot(path=str(shots / f"{shot}.png"))
-        await page.close()
     assert console.errors == []
 
     # what each card page must show, read in the browser
-    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{c['model'].uid}")
-    body = await page.locator("main").inner_text()
-    for text in (
-        "sklearn",
-        "scikit-learn",
-        "churn-data 1.0.0",
-        "sample_data.parquet",
-        "model.skops",
-    ):
+    body = await opened["card-model"].locator("main").inner_text()
+    expected = ("sklearn", "scikit-learn", "churn-data 1.0.0", "sample_data.parquet", "model.skops")
+    for text in (*expected, c["model"].artifacts[0].sha256):
         assert text in body, text
+    page = opened["card-model"]
     assert await page.locator("svg.lineage a").count() >= 3  # data upstream, runs/audit down
-    sha = c["model"].artifacts[0].sha256
-    assert sha in body
     async with page.expect_download() as dl:
         await page.get_by_role("link", name="model.skops").click()
     assert (await dl.value).suggested_filename == "model.skops"
-    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{c['data'].uid}")
-    body = await page.locator("main").inner_text()
+    body = await opened["card-data"].locator("main").inner_text()
     for text in ("age", "int64", "plan", "Rows", "4"):
         assert text in body, text
-    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{c['audit'].uid}")
+    page = opened["card-audit"]
     assert "Is any group harmed?" in await page.locator("main").inner_text()
     assert await page.get_by_text("approved", exact=True).count() == 1
-    page = await _open(context, console, f"{ui_stack.url}/ui/cards/{c['prompt'].uid}")
-    assert "Explain why {customer} may leave." in await page.locator("main").inner_text()
+    body = await opened["card-prompt"].locator("main").inner_text()
+    assert "Explain why {customer} may leave." in body
     # versions in semver order, the pre-release marked, the deleted one a tombstone
-    page = await _open(context, console, f"{ui_stack.url}/ui/r/data/demo/churn-data")
+    page = opened["versions"]
     rows = page.locator("tr[data-version]")
     versions = [await rows.nth(i).get_attribute("data-version") for i in range(await rows.count())]
     assert versions == [c["pre"].version, "1.3.0", "1.2.0", "1.1.0", "1.0.0"]
@@ -216,6 +208,9 @@ async def test_changes_appear_on_open_pages_without_reload(
     overview = await _open(context, console, ui_stack.url + "/")
     names = await _open(context, console, f"{ui_stack.url}/ui/r/data/live")
     events = await _open(context, console, f"{ui_stack.url}/ui/events")
+    # more tabs than a browser keeps connections to one site (6): the tabs share one stream
+    for path in ("/ui/r/run", "/ui/r/model", "/ui/r/audit", "/ui/r/prompt"):
+        await _open(context, console, ui_stack.url + path)
     for page in (overview, names, events):  # a reload would reset this marker
         await page.evaluate("window.__notReloaded = true")
     async with AsyncCardRegistry("data", tracking_uri=admin_url) as reg:
