@@ -19,6 +19,7 @@ import orjson
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from registry_core import metrics
 from registry_core.domain.events import (
     AliasRemoved,
     AliasSet,
@@ -76,10 +77,13 @@ class CatchUp:
         those answers are published behind the marker and projected here too, in another pass
         from a fresh reader (so nothing between the marker and them is skipped)."""
         while start <= end:
+            # events in the log not yet in the tables: the predecessor's leftovers (metrics)
+            metrics.PROJECTION_LAG.set(end - start + 1)
             published, max_epoch = await self._pass(start, end, max_epoch)
             if published <= end:
                 break
             start, end = end + 1, published
+        metrics.PROJECTION_LAG.set(0)
         return end
 
     async def _pass(self, start: int, end: int, max_epoch: int) -> tuple[int, int]:
