@@ -4,6 +4,7 @@ the backoff's growth, cap and jitter, and the endpoint filters."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import random
 
@@ -158,3 +159,32 @@ def test_body_is_the_event_under_data_with_type_time_and_offset() -> None:
         "type": "card_registered", "timestamp": "2026-01-01T00:00:00Z", "offset": 42,
         "data": data,
     }  # fmt: skip
+
+
+async def test_an_unexpected_error_or_a_hanging_lookup_is_a_failed_attempt(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Whatever goes wrong in one attempt is recorded as that attempt's failure (it is retried,
+    then dead-lettered): it never escapes to stop the delivery process, and a name lookup that
+    hangs is bounded by the attempt's timeout."""
+    from workers.webhooks import sender as sender_module
+    from workers.webhooks.sender import Sender
+
+    s = Sender(timeout_s=0.2, max_response_bytes=10, allow_private=True)
+    try:
+
+        async def boom(*args: object, **kwargs: object) -> None:
+            raise RuntimeError("boom")
+
+        monkeypatch.setattr(s.client, "send", boom)
+        got = await s.send("http://127.0.0.1:9/x", {}, b"{}")
+        assert (got.code, got.error) == (None, "RuntimeError: boom")
+
+        async def hang(*args: object, **kwargs: object) -> None:
+            await asyncio.sleep(5)
+
+        monkeypatch.setattr(sender_module.ssrf, "resolve", hang)
+        got = await s.send("http://hooks.test/x", {}, b"{}")
+        assert got.error == "no complete answer within 0.2 s" and got.latency_ms < 1000
+    finally:
+        await s.aclose()

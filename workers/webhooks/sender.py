@@ -54,14 +54,14 @@ class Sender:
             text = response[: self.max_response_bytes].decode("utf-8", "replace")
             return Attempt(code, error, text, (time.perf_counter() - t0) * 1000)
 
-        try:
-            target = ssrf.parse(url)
-            addresses = await ssrf.resolve(target, allow_private=self.allow_private)
-        except ssrf.UnsafeEndpoint as exc:
-            return done(None, f"refused: {exc}")
         got = bytearray()
         try:
-            async with asyncio.timeout(self.timeout_s):
+            async with asyncio.timeout(self.timeout_s):  # the name's resolution included
+                try:
+                    target = ssrf.parse(url)
+                    addresses = await ssrf.resolve(target, allow_private=self.allow_private)
+                except ssrf.UnsafeEndpoint as exc:
+                    return done(None, f"refused: {exc}")
                 for n, ip in enumerate(addresses):  # every one checked; the next if refused
                     try:
                         response = await self.client.send(
@@ -81,7 +81,7 @@ class Sender:
                     await response.aclose()
         except TimeoutError:
             return done(None, f"no complete answer within {self.timeout_s:g} s", bytes(got))
-        except httpx.HTTPError as exc:
+        except Exception as exc:  # httpx's errors, and any other: a failed attempt, never a crash
             return done(None, f"{type(exc).__name__}: {exc}"[:500], bytes(got))
         error = None
         if 300 <= response.status_code < 400:

@@ -73,7 +73,7 @@ async def resolve(target: Target, *, allow_private: bool) -> list[IP]:
             infos = await asyncio.get_running_loop().getaddrinfo(
                 target.host, target.port, type=socket.SOCK_STREAM
             )
-        except (socket.gaierror, UnicodeError) as exc:
+        except (OSError, UnicodeError) as exc:  # gaierror and the like
             raise UnsafeEndpoint(f"{target.host} does not resolve: {exc}") from None
         addresses = list(dict.fromkeys(ipaddress.ip_address(i[4][0]) for i in infos))
         if not addresses:
