@@ -213,6 +213,8 @@ async def test_changes_appear_on_open_pages_without_reload(
         await _open(context, console, ui_stack.url + path)
     for page in (overview, names, events):  # a reload would reset this marker
         await page.evaluate("window.__notReloaded = true")
+    total = overview.locator("#counts-h .muted")
+    before = int((await total.inner_text()).strip("()").split()[0])
     async with AsyncCardRegistry("data", tracking_uri=admin_url) as reg:
         t0 = time.monotonic()
         card = await reg.register_card(DataCard(space="live", name="fresh-arrival"))
@@ -222,6 +224,7 @@ async def test_changes_appear_on_open_pages_without_reload(
             await page.get_by_text("fresh-arrival").first.wait_for(timeout=LIVE_LIMIT * 1000)
             waits[label] = time.monotonic() - t0
         assert max(waits.values()) < LIVE_LIMIT + acked, (acked, waits)
+        assert await total.inner_text() == f"({before + 1} cards)"  # the counts too
         print(f"live: acknowledged after {acked:.3f} s, on the open pages after {waits}")
         # an open card page sees its update, and the versions page its deletion
         card_page = await _open(context, console, f"{ui_stack.url}/ui/cards/{card.uid}")
