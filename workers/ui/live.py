@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from uuid import UUID
@@ -66,6 +67,7 @@ class LiveHub:
         self.on_change: list[Callable[[asyncpg.Connection, bool], Awaitable[None]]] = []
 
     async def start(self) -> None:
+        self._chain_exit_signals()
         try:
             await self._connect()
         except Exception as exc:  # the watchdog retries; pages still render
@@ -80,9 +82,32 @@ class LiveHub:
                     await task
         if self.conn and not self.conn.is_closed():
             await self.conn.close()
+        self.end_streams()
+
+    def end_streams(self) -> None:
         for sub in list(self.subscribers):
             with contextlib.suppress(asyncio.QueueFull):
                 sub.queue.put_nowait(None)  # ends the stream
+
+    def _chain_exit_signals(self) -> None:
+        """End the open streams as soon as the server is asked to stop. uvicorn waits for open
+        responses before it shuts the app down (`timeout_graceful_shutdown`, then cancels them
+        with a traceback each): a page's stream never ends by itself, so without this every
+        open tab added that wait to a Ctrl-C. uvicorn's own handlers run after ours."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue  # not under uvicorn's handlers (tests, an embedding app): nothing to do
+
+            def handler(signum: int, frame: Any, previous: Any = previous) -> None:
+                loop.call_soon_threadsafe(self.end_streams)
+                previous(signum, frame)
+
+            try:
+                signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                return
 
     async def _connect(self) -> None:
         conn = await db.connect(self.dsn)
