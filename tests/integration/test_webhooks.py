@@ -320,6 +320,8 @@ async def test_delivery_filters_failures_dead_letters_and_redelivery(
             return len(got) == len(want_all)
 
         await wait_for(all_dead, 30, "every /fail delivery dead-lettered")
+        seen = (await http.get(f"/api/v1/webhooks/{failing['endpoint_id']}")).json()
+        assert (seen["pending"], seen["dead"]) == (0, len(want_all))
         first = (
             await http.get(f"/api/v1/webhooks/{failing['endpoint_id']}/deliveries/{want_all[0]}")
         ).json()

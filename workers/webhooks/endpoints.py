@@ -18,6 +18,7 @@ from workers.webhooks.policy import MARKER
 PATTERN = re.compile(r"[a-z0-9*?\[\]!-]{1,64}")  # a name (docs/architecture.md) or a glob of one
 ENDPOINT_ID = r"^wh_[0-9a-f]{12}$"
 MAX_OFFSET = 2**63 - 1
+Counts = dict[tuple[str, str], int]  # (endpoint_id, status): deliveries
 
 
 def event_types() -> list[str]:
@@ -71,18 +72,29 @@ class EndpointOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     previous_secret_expires_at: datetime | None
+    pending: int | None = None  # deliveries waiting (listing and reading one endpoint)
+    dead: int | None = None  # dead-lettered deliveries, until redelivered
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> EndpointOut:
-        return cls(**{k: row[k] for k in cls.model_fields})
+    def of(
+        cls, row: asyncpg.Record, counts: dict[tuple[str, str], int] | None = None
+    ) -> EndpointOut:
+        out = cls(**{k: row[k] for k in cls.model_fields if k not in ("pending", "dead")})
+        if counts is not None:
+            out.pending = counts.get((out.endpoint_id, "pending"), 0)
+            out.dead = counts.get((out.endpoint_id, "dead"), 0)
+        return out
 
 
 class EndpointWithSecret(EndpointOut):
     secret: str  # whsec_...: shown once; verify deliveries with it
 
     @classmethod
-    def of(cls, row: asyncpg.Record) -> EndpointWithSecret:
-        return cls(**{k: row[k] for k in cls.model_fields})
+    def of(
+        cls, row: asyncpg.Record, counts: dict[tuple[str, str], int] | None = None
+    ) -> EndpointWithSecret:
+        fields = (k for k in cls.model_fields if k not in ("pending", "dead"))
+        return cls(**{k: row[k] for k in fields})
 
 
 class EndpointList(BaseModel):

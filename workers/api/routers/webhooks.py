@@ -82,13 +82,14 @@ async def create(
 @router.get("/api/v1/webhooks", response_model=EndpointList)
 async def list_all(request: Request, pool: PoolDep) -> EndpointList:
     _admin(request)
-    return EndpointList(endpoints=[EndpointOut.of(r) for r in await store.list_endpoints(pool)])
+    rows, counts = await store.list_endpoints(pool), await store.open_counts(pool)
+    return EndpointList(endpoints=[EndpointOut.of(r, counts) for r in rows])
 
 
 @router.get("/api/v1/webhooks/{endpoint_id}", response_model=EndpointOut)
 async def get_one(request: Request, endpoint_id: EndpointId, pool: PoolDep) -> EndpointOut:
     _admin(request)
-    return EndpointOut.of(await _endpoint(pool, endpoint_id))
+    return EndpointOut.of(await _endpoint(pool, endpoint_id), await store.open_counts(pool))
 
 
 @router.patch("/api/v1/webhooks/{endpoint_id}", response_model=EndpointOut)
