@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -141,3 +142,36 @@ async def test_a_taken_health_port_is_one_clear_line(database_url: str, kafka: s
         _, err = await asyncio.wait_for(proc.communicate(), 60)
     assert proc.returncode == 2
     assert b"OPSML_WORKER_HEALTH_PORT" in err and b"Traceback" not in err
+
+
+async def test_probes_and_metrics_need_no_token_when_everything_else_does() -> None:
+    """With access control on, the kubelet and Prometheus reach /livez, /readyz and /metrics
+    without a token; any other path is refused before it reaches a route."""
+    from registry_core.persistence.tokens import TokenCache
+    from workers.api.guard import OPEN_PATHS, Guard
+
+    reached: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    guard = Guard(app, auth_on=True, tokens=TokenCache(5), open_paths=OPEN_PATHS)
+    statuses: dict[str, int] = {}
+    for path in ("/livez", "/readyz", "/metrics", "/healthz", "/api/v1/cards", "/api/v1/config"):
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: dict[str, Any], sent: list[dict[str, Any]] = sent) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        app_state = SimpleNamespace(state=SimpleNamespace(pool=None))
+        scope = {"type": "http", "method": "GET", "path": path, "query_string": b"",
+                 "headers": [], "app": app_state}  # fmt: skip
+        await guard(scope, receive, send)
+        statuses[path] = sent[0]["status"]
+    assert reached == ["/livez", "/readyz", "/metrics", "/healthz"]
+    assert statuses["/api/v1/cards"] == statuses["/api/v1/config"] == 401
