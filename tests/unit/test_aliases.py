@@ -136,3 +136,30 @@ def test_as_of_takes_an_offset_or_an_iso_time_and_says_what_it_accepts() -> None
     }}  # fmt: skip
     assert overlay(row) == {"tags": {"a": "then"}, "status": "active", "updated_at": None,
                             "version": "1.0.0"}  # fmt: skip
+
+
+def test_the_state_cache_gives_back_an_alias_move_the_tables_refused() -> None:
+    """A refused AliasSet/AliasRemoved (set aside as unstorable) must not stay in the worker's
+    cached state: the alias points where it did before; catch-up makes the name load again."""
+    from workers.sequencer.state_cache import StateCache
+
+    history, (v1, v2) = _registered(2)
+    refs = {v1.uid: v1, v2.uid: v2}
+    cache = StateCache()
+    key = "model/demo/churn"
+    cache.evolve(key, cache.get(key), history)
+    first = decide(_cmd(SetAlias, alias="prod", uid=v1.uid), cache.get(key), refs, CTX)
+    cache.evolve(key, cache.get(key), first)
+    moved = decide(_cmd(SetAlias, alias="prod", uid=v2.uid), cache.get(key), refs, CTX)
+    cache.evolve(key, cache.get(key), moved)
+    assert cache.get(key).aliases == {"prod": (v2.uid, "1.1.0")}
+    cache.give_back(moved[0])
+    assert cache.get(key).aliases == {"prod": (v1.uid, "1.0.0")}
+    removed = decide(_cmd(RemoveAlias, alias="prod"), cache.get(key), refs, CTX)
+    cache.evolve(key, cache.get(key), removed)
+    assert cache.get(key).aliases == {}
+    cache.give_back(removed[0])
+    assert cache.get(key).aliases == {"prod": (v1.uid, "1.0.0")}
+    assert cache.get(key).versions == {"1.0.0", "1.1.0"}  # versions untouched
+    cache.forget(first[0])
+    assert key not in cache
