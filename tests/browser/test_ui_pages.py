@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from client import AsyncCardRegistry, DataCard
+from client import AsyncCardRegistry, DataCard, RunCard
 from tests.browser.conftest import Console
 from tests.browser.seed import Seeded, seed
 from tests.conftest import Stack
@@ -128,7 +128,7 @@ async def test_metrics_chart_shows_every_logged_point(
 
 
 async def test_search_by_constraint_tags_and_name(
-    ui_stack: Stack, seeded: Seeded, ctx: tuple[Any, Console]
+    ui_stack: Stack, seeded: Seeded, ctx: tuple[Any, Console], admin_url: str
 ) -> None:
     context, console = ctx
     page = await _open(context, console, f"{ui_stack.url}/ui/r/data")
@@ -155,6 +155,26 @@ async def test_search_by_constraint_tags_and_name(
     assert await search(version=">=2.0.0-rc.0") == [pre, "events-2 2.4.0"]
     assert await search(q="churn", tags="team:growth") == ["churn-data 1.0.0"]
     assert await search(q="events", version="~2.4") == ["events-2 2.4.0"]
+    # pages of 50 names: the next page continues where the first ended
+    async with AsyncCardRegistry("run", tracking_uri=admin_url) as reg:
+        outcomes = await reg.register_cards(
+            [RunCard(space="many", name=f"n-{i:02d}") for i in range(53)]
+        )
+        assert {o.status for o in outcomes} == {"registered"}
+    await page.goto(f"{ui_stack.url}/ui/r/run/many")
+    names = page.locator("table.names tbody tr")
+    assert await names.count() == 50
+    assert await names.nth(49).locator("td").first.inner_text() == "n-49"
+    await page.get_by_role("link", name="Next page").click()
+    await page.wait_for_load_state()
+    assert [await names.nth(i).locator("td").first.inner_text() for i in range(3)] == [
+        "n-50",
+        "n-51",
+        "n-52",
+    ]
+    assert (
+        await names.count() == 3 and await page.get_by_role("link", name="Next page").count() == 0
+    )
     # a bad constraint: a clear message on the page, not a JSON body
     await page.get_by_label("Version").fill("^^1")
     await page.get_by_label("Version").press("Enter")
