@@ -212,7 +212,8 @@ async def stream(request: Request) -> Response:
 @router.get("/ui/login")
 async def login_page(request: Request, next: str = "/", why: str = "") -> Response:
     if not request.app.state.auth_on:
-        return render(request, "login.html", open_registry=True, next=access.safe_next(next))
+        return render(request, "login.html", open_registry=True, next=access.safe_next(next),
+                      watch={})  # fmt: skip
     return render(request, "login.html", next=access.safe_next(next), why=why[:200],
                   watch={})  # fmt: skip
 
