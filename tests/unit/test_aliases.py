@@ -163,3 +163,29 @@ def test_the_state_cache_gives_back_an_alias_move_the_tables_refused() -> None:
     assert cache.get(key).versions == {"1.0.0", "1.1.0"}  # versions untouched
     cache.forget(first[0])
     assert key not in cache
+
+
+async def test_registrations_pay_no_alias_query_and_aliases_load_once_per_name() -> None:
+    from registry_core.persistence.db import Q
+    from workers.sequencer.state_cache import StateCache
+
+    uid = uuid4()
+    asked: list[str] = []
+
+    class _Conn:
+        async def fetch(self, query: str, *args: Any) -> list[dict[str, Any]]:
+            asked.append("aliases" if query == Q["aliases_for_keys"] else "versions")
+            if query == Q["aliases_for_keys"]:
+                return [{"registry": "model", "space": "demo", "name": "churn", "alias": "prod",
+                         "uid": uid, "version": "1.0.0"}]  # fmt: skip
+            return [{"registry": "model", "space": "demo", "name": "churn", "version": "1.0.0"}]
+
+    cache, key, conn = StateCache(), "model/demo/churn", _Conn()
+    await cache.load(conn, {key})  # type: ignore[arg-type]  # a batch of registrations
+    assert asked == ["versions"] and cache.get(key).versions == {"1.0.0"}
+    await cache.load(conn, {key}, {key})  # type: ignore[arg-type]  # a delete of that name
+    assert asked == ["versions", "aliases"]
+    assert cache.get(key).aliases == {"prod": (uid, "1.0.0")}
+    assert cache.get(key).versions == {"1.0.0"}
+    await cache.load(conn, {key}, {key})  # type: ignore[arg-type]  # known: no query
+    assert asked == ["versions", "aliases"]

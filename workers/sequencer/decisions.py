@@ -52,8 +52,9 @@ class Batch:
     records: Sequence[ConsumerRecord[bytes, bytes]]
     items: list[AnyCommand | UndecodableCommand]
     ids: list[UUID]  # each record's command id (a stable one for an undecodable message)
-    # the names registrations take versions of, and whose aliases commands read
+    # the names registrations take versions of, and whose aliases commands read (alias_keys)
     keys: set[str] = field(default_factory=set)
+    alias_keys: set[str] = field(default_factory=set)
     wanted: set[UUID] = field(default_factory=set)  # the cards commands point at
     with_files: list[RegisterCard] = field(default_factory=list)  # registrations with artifacts
 
@@ -91,6 +92,7 @@ def read(records: Sequence[ConsumerRecord[bytes, bytes]], max_bytes: int) -> Bat
                 batch.with_files.append(item)
         elif isinstance(item, DeleteCard | SetAlias | RemoveAlias):
             batch.keys.add(item.key)
+            batch.alias_keys.add(item.key)
     return batch
 
 

@@ -179,6 +179,7 @@ class BatchPipeline:
             and self.read_conn is not None
             and not batch.wanted
             and not batch.with_files
+            and not batch.alias_keys  # (their aliases may need loading on self.conn)
             and all(k in self.states for k in batch.keys)
         )
         if not overlap:
@@ -190,7 +191,7 @@ class BatchPipeline:
         unique = set(batch.ids)
         known = {r["command_id"] for r in await conn.fetch(Q["known_outcomes"], list(unique))}
         known |= self._inflight_ids & unique
-        await self.states.load(self.conn, batch.keys)
+        await self.states.load(self.conn, batch.keys, batch.alias_keys)
         refs = await load_refs(self.conn, batch.wanted)
         checked = time.perf_counter()
         sources, refused = await self.artifacts.check(batch.with_files)

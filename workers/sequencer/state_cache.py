@@ -11,6 +11,7 @@ make, drops the names it touches (`forget`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from uuid import UUID
 
 import asyncpg
@@ -30,6 +31,7 @@ class StateCache:
     def __init__(self, max_names: int = STATE_CACHE_MAX) -> None:
         self.max_names = max_names
         self._states: dict[str, NameState] = {}
+        self._aliases_known: set[str] = set()  # names whose state holds their aliases
 
     def __contains__(self, key: str) -> bool:
         return key in self._states
@@ -37,26 +39,38 @@ class StateCache:
     def get(self, key: str) -> NameState:
         return self._states.get(key, INITIAL_STATE)
 
-    async def load(self, conn: asyncpg.Connection, keys: set[str]) -> None:
-        """The states of the names not cached yet, in one query."""
+    async def load(
+        self, conn: asyncpg.Connection, keys: set[str], alias_keys: Iterable[str] = ()
+    ) -> None:
+        """The states of the names not cached yet, in one query; and the aliases of the names
+        in `alias_keys` (those of deletes and alias commands, a subset of `keys`) not known yet,
+        in one more. Registrations never read aliases, so a registration pays no alias query;
+        a name's aliases are loaded before the first command that reads them, and then kept
+        current by evolve like its versions."""
         missing = [k for k in keys if k not in self._states]
-        if not missing:
-            return
-        if len(self._states) + len(missing) > self.max_names:
-            self._states.clear()
-            missing = list(keys)  # the batch's cached names went too
-        parts = [k.split("/", 2) for k in missing]
-        rows = await conn.fetch(
-            Q["versions_for_keys"], [p[0] for p in parts], [p[1] for p in parts],
-            [p[2] for p in parts],
-        )  # fmt: skip
-        versions: dict[str, set[str]] = {k: set() for k in missing}
-        for r in rows:
-            versions[card_key(r["registry"], r["space"], r["name"])].add(r["version"])
-        aliases = await aliases_for_keys(conn, missing)
-        for k, vs in versions.items():
-            # (a set: owned by the cache)
-            self._states[k] = NameState(vs, latest(vs), aliases.get(k, {}))
+        if missing:
+            if len(self._states) + len(missing) > self.max_names:
+                self._states.clear()
+                self._aliases_known.clear()
+                missing = list(keys)  # the batch's cached names went too
+            parts = [k.split("/", 2) for k in missing]
+            rows = await conn.fetch(
+                Q["versions_for_keys"], [p[0] for p in parts], [p[1] for p in parts],
+                [p[2] for p in parts],
+            )  # fmt: skip
+            versions: dict[str, set[str]] = {k: set() for k in missing}
+            for r in rows:
+                versions[card_key(r["registry"], r["space"], r["name"])].add(r["version"])
+            for k, vs in versions.items():
+                self._states[k] = NameState(vs, latest(vs))  # a set: owned by the cache
+                self._aliases_known.discard(k)
+        unknown = [k for k in alias_keys if k not in self._aliases_known]
+        if unknown:
+            aliases = await aliases_for_keys(conn, unknown)
+            for k in unknown:
+                state = self._states.get(k, INITIAL_STATE)
+                self._states[k] = NameState(state.versions, state.newest, aliases.get(k, {}))
+            self._aliases_known.update(unknown)
 
     def evolve(self, key: str, state: NameState, events: list[Event]) -> None:
         """Record the decisions taken on `state` (the name's cached state) for the next ones."""
@@ -105,6 +119,7 @@ class StateCache:
             self._states.pop(event.card.key, None)
         elif isinstance(event, AliasSet | AliasRemoved):
             self._states.pop(event.partition_key or "", None)
+            self._aliases_known.discard(event.partition_key or "")
 
 
 async def load_refs(conn: asyncpg.Connection, uids: set[UUID]) -> dict[UUID, CardRecord]:
