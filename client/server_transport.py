@@ -99,8 +99,10 @@ class ServerTransport:
         self, tracking_uri: str | None = None, settings: ClientSettings | None = None
     ) -> None:
         self.settings = settings or ClientSettings()
-        self.dsn = (tracking_uri or self.settings.tracking_uri).strip()
-        kind_of(self.dsn)  # a clear error for another scheme
+        dsn = (tracking_uri or self.settings.tracking_uri).strip()
+        kind_of(dsn)  # a clear error for another scheme
+        scheme, sep, rest = dsn.partition("://")
+        self.dsn = scheme.lower() + sep + rest  # (asyncpg takes the scheme in lower case only)
         self.where = shown(self.dsn)  # never the password
         self._server = Settings()  # this process's secrets: grant key, broker credentials
         self._lock = asyncio.Lock()

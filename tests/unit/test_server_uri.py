@@ -40,6 +40,7 @@ def test_the_environment_variable_chooses_the_same_way(monkeypatch: pytest.Monke
     reg = AsyncCardRegistry("run")
     assert isinstance(reg.transport, ServerTransport)
     assert reg.tracking_uri == "postgres://db.internal:5432/opsml"  # no user, no password
+    assert ServerTransport(" POSTGRESQL://h/db ").dsn == "postgresql://h/db"
     monkeypatch.setenv("OPSML_TRACKING_URI", "https://opsml_abc@registry.example.internal")
     assert isinstance(AsyncCardRegistry("run").transport, HttpTransport)
 
