@@ -48,6 +48,11 @@ def store_errors(what: str) -> Iterator[None]:
             f"{what}: the artifact store refused ({err.get('Code')}: {err.get('Message')});"
             " check this process's S3 credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
         ) from exc
+    except PermissionError as exc:
+        raise RegistryUnavailable(
+            f"{what}: this process may not use the artifact store's directory ({exc}); a server"
+            " registry writes and reads it as the worker does"
+        ) from exc
     except (BotoCoreError, ConnectionError, TimeoutError) as exc:
         raise RegistryUnavailable(f"{what}: the artifact store is unreachable ({exc})") from exc
 
