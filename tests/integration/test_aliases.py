@@ -3,6 +3,7 @@ worker and the API processes), as a data scientist and an operator use them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import httpx
 import orjson
 import pytest
 
-from client import AsyncCardRegistry, ModelCard
+from client import AsyncCardRegistry, ModelCard, subscribe
 from registry_core.auth import split_token
 from registry_core.domain.errors import (
     AliasInUse,
@@ -127,6 +128,19 @@ async def test_aliases_move_keep_their_history_and_the_past_stays_readable(stack
         answer = (await outcome(stack.url, cid)).json()
         assert answer["status"] == "rejected" and "alias" in answer["reason"]
         assert (await reg.set_alias("canary", v3)).status == "alias_set"
+
+    # "redeploy when prod moves" (docs/events.md): a subscriber of alias_set events
+    seen = []
+    stream = subscribe(registry="model", space="demo", name="churn", types=["alias_set"],
+                       from_="beginning", tracking_uri=stack.url)  # fmt: skip
+    async with contextlib.aclosing(stream):
+        async for got in stream:
+            seen.append((got.event.alias, got.event.version, got.event.previous_version))
+            if got.event.alias == "canary":
+                break
+    assert [m for m in seen if m[0] == "prod"] == [
+        ("prod", v1.version, None), ("prod", v2.version, v1.version)
+    ]  # fmt: skip
 
 
 async def test_cli_alias_set_ls_history_rm(stack: Stack) -> None:
