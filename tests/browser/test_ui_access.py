@@ -88,7 +88,7 @@ async def test_login_cookie_scope_csrf_and_live(
         async with AsyncCardRegistry("run", tracking_uri=admin_url) as reg:
             t0 = time.monotonic()
             await reg.register_card(RunCard(space="secure", name="shown-live"))
-            await page.get_by_text("shown-live").wait_for(timeout=3000)
+            await page.locator("main").get_by_text("shown-live").wait_for(timeout=3000)
             assert time.monotonic() - t0 < 3
 
         # logging out needs the form's check value too, then the session is gone
@@ -107,7 +107,7 @@ async def test_login_cookie_scope_csrf_and_live(
         await _revoke(ui_stack, reader)
         await page.goto(url + "/ui/events")
         assert "/ui/login" in page.url
-        # one error: the wrong token's 401 (the login page opens no stream, so nothing else)
-        assert len(console.errors) == 1 and "401" in console.errors[0], console.errors
+        # only refusals: the wrong token's 401 (and a stream cut by the logout may retry once)
+        assert console.errors and all("status of 401" in e for e in console.errors), console.errors
     finally:
         await context.close()

@@ -12,7 +12,7 @@ import pytest
 
 from registry_core.domain.errors import InvalidQuery
 from workers.api.guard import OPEN_PATHS
-from workers.ui import access, charts, data
+from workers.ui import access, card, charts, data
 
 
 def test_metric_chart_draws_every_finite_point_and_escapes_labels() -> None:
@@ -78,3 +78,18 @@ def test_names_search_refuses_a_bad_cursor() -> None:
         data._uncursor("not-a-cursor")
     assert data._uncursor(data._cursor("space", "name")) == ("space", "name")
     assert data.is_prerelease("2.0.0-rc.1") and not data.is_prerelease("2.0.0+build.1-x")
+
+
+def test_card_sections_show_only_attributes_of_the_expected_shape() -> None:
+    odd = {
+        "feature_map": "oops", "row_count": True, "data_splits": [1, {"label": "train"}],
+        "questionnaire": {"a": "text", "b": {"question": "q"}}, "framework": 3, "extra": [1],
+    }  # fmt: skip
+    kept = {"data_splits": [{"label": "train"}], "questionnaire": {"b": {"question": "q"}},
+            "extra": [1]}  # fmt: skip
+    assert card.shaped(odd) == kept
+    assert card.shaped(["not", "a", "dict"]) == {}
+    refs = [{"path": "a.bin", "size": 2048, "sha256": "ab"}, {"path": 1, "size": 2}, "x",
+            {"path": "b", "size": "big"}]  # fmt: skip
+    assert [(a["path"], a["human"]) for a in card._artifacts(refs)] == [("a.bin", "2.0 KiB")]
+    assert card._artifacts(None) == []

@@ -28,9 +28,55 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
+# The shape each type's section expects of an attribute. The read tables keep a card whose
+# attributes its class refuses (an event from an older or hostile writer: docs/architecture.md,
+# "Poison events"), so a section shows only values of the expected shape; the raw JSON at the
+# bottom of the page shows everything.
+SHAPES: dict[str, type | tuple[type, ...]] = {
+    "feature_map": dict, "data_splits": list, "framework_versions": dict, "parameters": dict,
+    "questionnaire": dict, "comments": list, "row_count": int, "approved": bool,
+    "data_type": str, "framework": str, "model_format": str, "model_class": str,
+    "sample_data_type": str, "prompt": str, "system_prompt": str, "model": str, "provider": str,
+}  # fmt: skip
+ITEMS_ARE_DICTS = ("data_splits", "comments", "questionnaire")
+
+
+def shaped(attrs: Any) -> dict[str, Any]:
+    """The attributes a section may show: each of the expected shape, or left out."""
+    if not isinstance(attrs, dict):
+        return {}
+    out = {}
+    for key, value in attrs.items():
+        want = SHAPES.get(key)
+        if want is None or (isinstance(value, want) and not (want is int and value is True)):
+            out[key] = value
+    for key in ITEMS_ARE_DICTS:
+        if key in out:
+            items = out[key]
+            if isinstance(items, dict):
+                out[key] = {k: v for k, v in items.items() if isinstance(v, dict)}
+            else:
+                out[key] = [v for v in items if isinstance(v, dict)]
+    return out
+
+
+def _artifacts(refs: Any) -> list[dict[str, Any]]:
+    out = []
+    for a in refs if isinstance(refs, list) else []:
+        if (
+            isinstance(a, dict)
+            and isinstance(a.get("path"), str)
+            and isinstance(a.get("size"), int)
+        ):
+            out.append({**a, "sha256": str(a.get("sha256", "")), "human": human_size(a["size"])})
+    return out
+
+
 async def card_view(conn: read.Conn, row: dict[str, Any], compare: list[UUID]) -> dict[str, Any]:
     uid = row["uid"]
-    attrs: dict[str, Any] = row["attributes"] or {}
+    attrs = shaped(row["attributes"])
+    row["tags"] = row["tags"] if isinstance(row["tags"], dict) else {}
+    row["metadata"] = row["metadata"] if isinstance(row["metadata"], dict) else {}
     links = await read.lineage(conn, uid)
     view: dict[str, Any] = {
         "card": row,
@@ -41,13 +87,15 @@ async def card_view(conn: read.Conn, row: dict[str, Any], compare: list[UUID]) -
         "graph": charts.lineage_graph(row, links["upstream"], links["downstream"], card_href)
         if links["upstream"] or links["downstream"]
         else "",
-        "artifacts": [{**a, "human": human_size(int(a["size"]))} for a in (row["artifacts"] or [])],
+        "artifacts": _artifacts(row["artifacts"]),
+        "raw": row["attributes"],
         "watch_uids": [str(uid)] + [str(c["uid"]) for _, c in links["upstream"]],
     }
     registry = row["registry"]
     if registry == "model":
         data_links = [c for f, c in links["upstream"] if f == "datacard_uid"]
         view["datacard"] = data_links[0] if data_links else None
+        view["datacard_attrs"] = shaped(data_links[0]["attributes"]) if data_links else {}
         view["sample"] = next(
             (a for a in view["artifacts"] if a["path"].startswith("sample_data.")), None
         )
@@ -80,7 +128,9 @@ async def _runs(
         for i, (name, series) in enumerate(grouped.items())
     ]  # fmt: skip
     view["metric_rows"] = metrics
-    keys = sorted({k for r in runs for k in (r["attributes"].get("parameters") or {})})
+    for r in runs:  # the compared runs' parameters, of the expected shape only
+        r["params"] = shaped(r["attributes"]).get("parameters", {})
+    keys = sorted({k for r in runs for k in r["params"]})
     view["param_keys"] = keys
     view["siblings"] = [s for s in siblings if s["uid"] != row["uid"]]
     view["compared"] = {str(u) for u in chosen}

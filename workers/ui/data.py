@@ -113,6 +113,7 @@ async def search_names(conn: Conn, s: NameSearch) -> tuple[list[dict[str, Any]],
             r["deleted"] = c["deleted"] if c else 0
             # shaped here, not in the template: Jinja's calls are most of a 50-row page
             r["pre"] = is_prerelease(r["version"])
+            r["tags"] = r["tags"] if isinstance(r["tags"], dict) else {}  # an odd card's
             r["iso"] = r["created_at"].isoformat()
             r["when"] = r["created_at"].strftime("%Y-%m-%d %H:%M")
     return page, (_cursor(page[-1]["space"], page[-1]["name"]) if more else None)

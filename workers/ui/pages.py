@@ -145,6 +145,8 @@ async def versions(
     f = read.CardFilter(registry=reg, space=space, name=name, include_deleted=True, limit=100,
                         cursor=cursor or None)  # fmt: skip
     rows, next_cursor = await read.list_cards(pool, f)
+    for r in rows:  # a card whose tags the read tables kept in another shape (odd writers)
+        r["tags"] = r["tags"] if isinstance(r["tags"], dict) else {}
     if not rows and not cursor:
         raise CardNotFound(f"no card named {reg}/{space}/{name}")
     return render(
