@@ -36,3 +36,4 @@ GROUP BY c.space, c.name;
 SELECT o.command_id, o.status, o.uid, o.registry, o.space, o.name, o.version, o.decided_at
 FROM command_outcomes AS o
 WHERE o.command_id = ANY($1::uuid[]) AND o.status <> 'rejected';
+
