@@ -19,6 +19,7 @@ from client.cards import (
 from client.errors import AlreadyRegistered, RegistrationTimeout, RegistryUnavailable
 from client.offline import load_card_dir
 from client.registry import AsyncCardRegistry
+from client.server_uri import UnsupportedTrackingUri
 from client.subscribe import (
     EventFilter,
     EventRouter,
@@ -80,6 +81,7 @@ __all__ = [
     "RunCard",
     "Transport",
     "UnknownReference",
+    "UnsupportedTrackingUri",
     "VersionConflict",
     "WrongRegistry",
     "load_card_dir",

@@ -1,11 +1,11 @@
 """The client's transport port: what a card registry needs from the registry service.
 
 `AsyncCardRegistry` builds and checks commands and turns answers into cards; how commands reach
-the sequencer and how outcomes, cards and files come back is a transport's job. Today's adapter
-is `client/http_transport.py` (commands to Kafka, everything else through the HTTP API); a
-server-side adapter (reading Postgres directly, publishing to Kafka) plugs in by implementing
-this Protocol, and `tests/integration/test_transport_contract.py` holds the cases every adapter
-must pass.
+the sequencer and how outcomes, cards and files come back is a transport's job. Two adapters:
+`client/http_transport.py` (an http(s) tracking URI: commands to Kafka, everything else through
+the HTTP API) and `client/server_transport.py` (a postgresql:// tracking URI, the server
+registry: reads from Postgres, commands to Kafka, files straight to the artifact store).
+`tests/integration/test_transport_contract.py` holds the cases every adapter must pass.
 """
 
 from __future__ import annotations

@@ -429,7 +429,11 @@ async def run_dev(
     try:
         await stack.start()
         print(f"OPSML_TRACKING_URI={stack.tracking_uri}", flush=True)
-        print(f"API docs: {stack.tracking_uri}/docs   logs: {data_dir / 'logs'}", flush=True)
+        print(
+            f"Web UI: {stack.tracking_uri}/   API docs: {stack.tracking_uri}/docs   logs:"
+            f" {data_dir / 'logs'}",
+            flush=True,
+        )
         print(
             f"Kafka: {stack.bootstrap}   Postgres: {host_of(stack.dsn)}   server settings:"
             f" {stack.server_env}",
