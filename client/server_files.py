@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -113,44 +111,15 @@ async def download(
     for ref in refs:
         if ref.path not in recorded:
             raise CardNotFound(f"card {uid} has no artifact {ref.path!r}")
-    dest.mkdir(parents=True, exist_ok=True)
-    bar = transfer._progress(sum(r.size for r in refs), progress)
-    limit = asyncio.Semaphore(PARALLEL)
 
-    async def one(ref: ArtifactRef) -> Path:
-        target = dest / validate_artifact_path(ref.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part = target.with_name(target.name + ".part")
-        digest = hashlib.sha256()
-        async with limit:
-            task = bar.add_task(f"download {ref.path}", total=ref.size) if bar else None
-            try:
-                with store_errors(f"reading {ref.path}"), open(part, "wb") as fh:  # noqa: ASYNC230 - writes go to a thread
-                    async for chunk in store.read(f"{prefix}/{ref.path}"):
-                        digest.update(chunk)
-                        await asyncio.to_thread(fh.write, chunk)
-                        if bar is not None and task is not None:
-                            bar.advance(task, len(chunk))
-                if digest.hexdigest() != ref.sha256:
-                    raise ArtifactIntegrityError(
-                        f"{ref.path} of card {uid}: the stored bytes hash to"
-                        f" {digest.hexdigest()}, the registry recorded {ref.sha256}; the stored"
-                        " file is corrupt or was changed - do not use it, tell the registry's"
-                        " operators"
-                    )
-                os.replace(part, target)
-            except ObjectMissing as exc:
-                raise ArtifactIntegrityError(
-                    f"{ref.path} of card {uid} is recorded but missing from the artifact store"
-                ) from exc
-            finally:
-                part.unlink(missing_ok=True)
-        return target
+    async def chunks(ref: ArtifactRef) -> AsyncIterator[bytes]:
+        try:
+            with store_errors(f"reading {ref.path}"):
+                async for chunk in store.read(f"{prefix}/{ref.path}"):
+                    yield chunk
+        except ObjectMissing as exc:
+            raise ArtifactIntegrityError(
+                f"{ref.path} of card {uid} is recorded but missing from the artifact store"
+            ) from exc
 
-    if bar:
-        bar.start()
-    try:
-        return list(await asyncio.gather(*(one(r) for r in refs)))
-    finally:
-        if bar:
-            bar.stop()
+    return await transfer.download_verified(uid, refs, dest, chunks, progress)

@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -156,8 +156,32 @@ async def download(
     progress: bool | None = None,
     timeout: float = 600.0,
 ) -> list[Path]:
-    """Stream every artifact into `dest`, verifying each sha256; a mismatch raises
-    ArtifactIntegrityError and leaves no partial file."""
+    """Stream every artifact into `dest` through the read API, verifying each sha256; a
+    mismatch raises ArtifactIntegrityError and leaves no partial file."""
+
+    async def chunks(ref: ArtifactRef) -> AsyncIterator[bytes]:
+        async with http.stream(
+            "GET", f"/api/v1/cards/{uid}/artifacts/{ref.path}", timeout=timeout
+        ) as resp:
+            if resp.status_code >= 400:
+                await resp.aread()
+                raise _error(resp)
+            async for chunk in resp.aiter_bytes(CHUNK):
+                yield chunk
+
+    return await download_verified(uid, refs, dest, chunks, progress)
+
+
+async def download_verified(
+    uid: UUID,
+    refs: list[ArtifactRef],
+    dest: Path,
+    chunks: Callable[[ArtifactRef], AsyncIterator[bytes]],
+    progress: bool | None,
+) -> list[Path]:
+    """Write each ref's bytes (from `chunks`, any source) to `<name>.part`, and give the file
+    its name only once its sha256 is the recorded one; a mismatch raises
+    ArtifactIntegrityError and leaves no partial file. Up to PARALLEL files at once."""
     dest.mkdir(parents=True, exist_ok=True)
     bar = _progress(sum(r.size for r in refs), progress)
     limit = asyncio.Semaphore(PARALLEL)
@@ -170,18 +194,12 @@ async def download(
         async with limit:
             task = bar.add_task(f"download {ref.path}", total=ref.size) if bar else None
             try:
-                async with http.stream(
-                    "GET", f"/api/v1/cards/{uid}/artifacts/{ref.path}", timeout=timeout
-                ) as resp:
-                    if resp.status_code >= 400:
-                        await resp.aread()
-                        raise _error(resp)
-                    with open(part, "wb") as fh:  # noqa: ASYNC230 - writes go to a thread
-                        async for chunk in resp.aiter_bytes(CHUNK):
-                            digest.update(chunk)
-                            await asyncio.to_thread(fh.write, chunk)
-                            if bar is not None and task is not None:
-                                bar.advance(task, len(chunk))
+                with open(part, "wb") as fh:  # noqa: ASYNC230 - writes go to a thread
+                    async for chunk in chunks(ref):
+                        digest.update(chunk)
+                        await asyncio.to_thread(fh.write, chunk)
+                        if bar is not None and task is not None:
+                            bar.advance(task, len(chunk))
                 if digest.hexdigest() != ref.sha256:
                     raise ArtifactIntegrityError(
                         f"{ref.path} of card {uid}: downloaded bytes hash to"
