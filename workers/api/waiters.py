@@ -22,6 +22,7 @@ import asyncpg
 import structlog
 
 from registry_core.persistence import db
+from workers.api.listener import Listener
 
 log = structlog.get_logger("opsml.api.waiters")
 CHANNEL = "opsml_outcomes"
@@ -44,46 +45,27 @@ class OutcomeWaiters:
         # per command id: the futures of the requests waiting for it; each gets the outcome row
         # (or None: "re-read the database")
         self.waiters: dict[str, set[asyncio.Future[Row | None]]] = {}
-        self.conn: asyncpg.Connection | None = None
-        self._watch: asyncio.Task[None] | None = None
+        # whatever happened while it was deaf (reconnected or not), the waiters re-read
+        self.listener = Listener(
+            dsn, CHANNEL, self._on_notify, lambda _ok: self._wake_all(), "outcome listener"
+        )
         self._todo: set[str] = set()  # notified ids with waiters, not read yet
         self._reader: asyncio.Task[None] | None = None
 
+    @property
+    def conn(self) -> asyncpg.Connection | None:
+        return self.listener.conn
+
     async def start(self) -> None:
-        await self._connect()
-        self._watch = asyncio.create_task(self._watchdog())
+        await self.listener.start(must_listen=True)
 
     async def stop(self) -> None:
-        for task in (self._watch, self._reader):
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.conn and not self.conn.is_closed():
-            await self.conn.close()
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.listener.stop()
         self._wake_all()
-
-    async def _connect(self) -> None:
-        conn = await db.connect(self.dsn)  # with the jsonb codec, like the pool's
-        try:
-            await db.keep_alive(conn)
-            await conn.add_listener(CHANNEL, self._on_notify)
-        except BaseException:
-            conn.terminate()
-            raise
-        self.conn = conn  # only a listening connection: the watchdog retries anything less
-
-    async def _watchdog(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            if self.conn is None or self.conn.is_closed():
-                try:
-                    await self._connect()
-                    log.info("outcome listener reconnected")
-                except Exception as exc:  # (OSError, PostgresError, InterfaceError...) retry
-                    log.warning("outcome listener cannot reconnect yet", error=str(exc))
-                finally:
-                    self._wake_all()  # whatever happened while we were deaf, re-read
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         waiting = [cid for cid in payload.split(",") if cid in self.waiters]
@@ -100,8 +82,8 @@ class OutcomeWaiters:
             ids, self._todo = self._todo, set()
             rows: dict[str, Row] = {}
             try:
-                conn = self.conn
-                if conn is not None and not conn.is_closed():
+                conn = self.listener.listening()
+                if conn is not None:
                     found = await conn.fetch(OUTCOMES_WITH_CARDS, list(ids), timeout=READ_TIMEOUT)
                     rows = {str(r["command_id"]): dict(r) for r in found}
             except Exception as exc:  # the waiters re-read through the pool

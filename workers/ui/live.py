@@ -26,12 +26,12 @@ import orjson
 import structlog
 
 from registry_core.auth import Principal
-from registry_core.persistence import db
+from workers.api.listener import Listener
+from workers.api.waiters import CHANNEL
 from workers.ui import data
 from workers.ui.access import may_read
 
 log = structlog.get_logger("opsml.ui.live")
-CHANNEL = "opsml_outcomes"
 QUEUE = 256
 HEARTBEAT = 15.0
 RESYNC = {"kind": "resync"}
@@ -58,8 +58,7 @@ class LiveHub:
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.subscribers: set[Subscriber] = set()
-        self.conn: asyncpg.Connection | None = None
-        self._watch: asyncio.Task[None] | None = None
+        self.listener = Listener(dsn, CHANNEL, self._on_notify, self._listening_again, "live feed")
         self._todo: list[str] = []
         self._reader: asyncio.Task[None] | None = None
         # awaited on every change before the pages are told, with the listening connection and
@@ -68,20 +67,14 @@ class LiveHub:
 
     async def start(self) -> None:
         self._chain_exit_signals()
-        try:
-            await self._connect()
-        except Exception as exc:  # the watchdog retries; pages still render
-            log.warning("live feed cannot listen yet", error=str(exc))
-        self._watch = asyncio.create_task(self._watchdog())
+        await self.listener.start(must_listen=False)  # pages render while it retries
 
     async def stop(self) -> None:
-        for task in (self._watch, self._reader):
-            if task:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.conn and not self.conn.is_closed():
-            await self.conn.close()
+        if self._reader:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.listener.stop()
         self.end_streams()
 
     def end_streams(self) -> None:
@@ -109,26 +102,9 @@ class LiveHub:
             except ValueError:  # not the main thread
                 return
 
-    async def _connect(self) -> None:
-        conn = await db.connect(self.dsn)
-        try:
-            await db.keep_alive(conn)
-            await conn.add_listener(CHANNEL, self._on_notify)
-        except BaseException:
-            conn.terminate()
-            raise
-        self.conn = conn
-
-    async def _watchdog(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            if self.conn is None or self.conn.is_closed():
-                try:
-                    await self._connect()
-                    log.info("live feed listening again")
-                    self.broadcast(RESYNC)
-                except Exception as exc:
-                    log.warning("live feed cannot listen yet", error=str(exc))
+    def _listening_again(self, ok: bool) -> None:
+        if ok:
+            self.broadcast(RESYNC)
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
         if not self.subscribers and not self.on_change:
@@ -141,8 +117,8 @@ class LiveHub:
         while self._todo:
             ids, self._todo = self._todo, []
             try:
-                conn = self.conn
-                if conn is None or conn.is_closed():
+                conn = self.listener.listening()
+                if conn is None:
                     raise ConnectionError("listener closed")
                 rows = await data.briefs(conn, [UUID(c) for c in ids])
             except Exception as exc:
