@@ -5,6 +5,7 @@ every filter is served by an index (see docs/registry.md for the plans)."""
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeAlias
@@ -89,6 +90,23 @@ def _decode_cursor(cursor: str, order: tuple[str, ...]) -> list[Any]:
         ) from None
 
 
+def version_where(version: str, arg: Callable[[Any], str]) -> list[str] | None:
+    """The WHERE clauses of a version constraint ('1.*', '^1.2', '>=1.2,<2', an exact version)
+    on the cards table's sort columns, `arg` binding each value; None when nothing can match
+    (a lower bound beyond the largest storable version). InvalidQuery names the forms."""
+    constraint = parse_constraint(version)
+    where = [] if constraint.exact is None else [f"version = {arg(constraint.exact)}"]
+    for b in constraint.bounds:
+        if max(b.key[:3]) > MAX_PART:
+            # beyond the largest storable version: "<" always holds, ">" never does
+            if b.op in (">", ">="):
+                return None
+            continue
+        params = ", ".join(arg(v) for v in b.key)
+        where.append(f"({SORT_COLUMNS}) {b.op} ({params})")
+    return where
+
+
 async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], str | None]:
     """One page of cards matching every filter, newest first; and the cursor of the next page."""
     where: list[str] = []
@@ -112,17 +130,10 @@ async def list_cards(conn: Conn, f: CardFilter) -> tuple[list[dict[str, Any]], s
     if not f.include_deleted:
         where.append(f"{'status' if o is None else history.STATUS} = {arg('active')}")
     if f.version is not None:
-        constraint = parse_constraint(f.version)
-        if constraint.exact is not None:
-            where.append(f"version = {arg(constraint.exact)}")
-        for b in constraint.bounds:
-            if max(b.key[:3]) > MAX_PART:
-                # beyond the largest storable version: "<" always holds, ">" never does
-                if b.op in (">", ">="):
-                    return [], None
-                continue
-            params = ", ".join(arg(v) for v in b.key)
-            where.append(f"({SORT_COLUMNS}) {b.op} ({params})")
+        clauses = version_where(f.version, arg)
+        if clauses is None:
+            return [], None
+        where.extend(clauses)
     if f.ignore_release_candidates:
         where.append(f"pre_key = {arg(RELEASE_KEY)}")
     if f.tags:

@@ -18,7 +18,7 @@ from registry_core.persistence.server_settings import storage_location
 
 @pytest.mark.parametrize(
     "uri",
-    ["mysql://root:hunter2@db:3306/opsml", "sqlite:///tmp/opsml.db", "ftp://h/x",
+    ["mysql://root:hunter2@db:3306/opsml", "sqlite:///opsml.db", "ftp://h/x",
      "127.0.0.1:8000", "mssql+pyodbc://u:hunter2@h/db", ""],
 )  # fmt: skip
 def test_other_schemes_are_refused_naming_what_is_supported(uri: str) -> None:

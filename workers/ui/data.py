@@ -16,9 +16,8 @@ from uuid import UUID
 import orjson
 
 from registry_core.domain.errors import InvalidQuery
-from registry_core.domain.versioning import MAX_PART, parse_constraint
 from registry_core.persistence.db import Q
-from registry_core.persistence.read import Conn
+from registry_core.persistence.read import Conn, version_where
 
 NAMES_PAGE = 50
 MAX_SEARCH_ROUNDS = 20  # rounds of a page of names each, when other filters drop most
@@ -80,16 +79,10 @@ async def search_names(conn: Conn, s: NameSearch) -> tuple[list[dict[str, Any]],
     if s.tags:
         where.append(f"tags @> {arg(s.tags)}::jsonb")
     if s.version:
-        constraint = parse_constraint(s.version)  # InvalidQuery with the accepted forms
-        if constraint.exact is not None:
-            where.append(f"version = {arg(constraint.exact)}")
-        for b in constraint.bounds:
-            if max(b.key[:3]) > MAX_PART:
-                if b.op in (">", ">="):
-                    return [], None
-                continue
-            params = ", ".join(arg(v) for v in b.key)
-            where.append(f"(major, minor, patch, pre_key) {b.op} ({params})")
+        clauses = version_where(s.version, arg)  # InvalidQuery with the accepted forms
+        if clauses is None:
+            return [], None
+        where.extend(clauses)
     after = _uncursor(s.cursor) if s.cursor else None
     limit = max(1, min(s.limit, 200))
     select = (
