@@ -4,12 +4,13 @@ from it, every file verified against its recorded sha256 before it takes its nam
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+
+from rich.progress import Progress
 
 from client import transfer
 from client.errors import RegistryUnavailable
@@ -22,8 +23,6 @@ from registry_core.domain.artifacts import (
 from registry_core.domain.errors import ArtifactIntegrityError, ArtifactTooLarge, CardNotFound
 from registry_core.storage import ArtifactStore
 from registry_core.storage.base import ObjectMissing
-
-PARALLEL = transfer.PARALLEL
 
 
 @contextlib.contextmanager
@@ -63,35 +62,27 @@ async def stage(
     progress: bool | None,
 ) -> None:
     """Write each file under the command's staging prefix, where the worker looks for it."""
-    bar = transfer._progress(sum(ref.size for ref, _ in files), progress)
-    limit = asyncio.Semaphore(PARALLEL)
 
-    async def one(ref: ArtifactRef, path: Path) -> None:
+    async def one(bar: Progress | None, item: tuple[ArtifactRef, Path]) -> None:
+        ref, path = item
         name = validate_artifact_path(ref.path)
         if ref.size > max_bytes:
             raise ArtifactTooLarge(
                 f"{name} is {ref.size} bytes, over the registry's limit of {max_bytes} bytes"
             )
         key = f"{staging_prefix(command_id)}/{name}"
-        async with limit:
-            task = bar.add_task(f"stage {name}", total=ref.size) if bar else None
-            with store_errors(f"staging {name}"):
-                chunks = transfer._file_chunks(path, bar, task)
-                await store.put(key, chunks, sha256=ref.sha256, max_bytes=max_bytes)
-                stored = await store.stat(key)
-            if stored is None or stored.size != ref.size or stored.sha256 not in (None, ref.sha256):
-                raise ArtifactIntegrityError(
-                    f"{name}: the artifact store holds {stored} after the upload, not"
-                    f" {ref.size} bytes with sha256 {ref.sha256}; try again"
-                )
+        task = bar.add_task(f"stage {name}", total=ref.size) if bar else None
+        with store_errors(f"staging {name}"):
+            chunks = transfer._file_chunks(path, bar, task)
+            await store.put(key, chunks, sha256=ref.sha256, max_bytes=max_bytes)
+            stored = await store.stat(key)
+        if stored is None or stored.size != ref.size or stored.sha256 not in (None, ref.sha256):
+            raise ArtifactIntegrityError(
+                f"{name}: the artifact store holds {stored} after the upload, not"
+                f" {ref.size} bytes with sha256 {ref.sha256}; try again"
+            )
 
-    if bar:
-        bar.start()
-    try:
-        await asyncio.gather(*(one(ref, p) for ref, p in files))
-    finally:
-        if bar:
-            bar.stop()
+    await transfer.each_in_parallel(files, sum(ref.size for ref, _ in files), progress, one)
 
 
 async def download(

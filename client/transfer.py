@@ -10,7 +10,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,6 +34,8 @@ from registry_core.domain.errors import ArtifactIntegrityError
 
 CHUNK = 1024 * 1024
 CardT = TypeVar("CardT", bound=Card)
+T = TypeVar("T")
+X = TypeVar("X")
 PROGRESS_MIN_BYTES = 16 * 1024 * 1024
 PARALLEL = 4
 
@@ -104,6 +106,30 @@ def _progress(total: int, enabled: bool | None) -> Progress | None:
     )
 
 
+async def each_in_parallel(
+    items: Sequence[X],
+    total: int,
+    progress: bool | None,
+    one: Callable[[Progress | None, X], Awaitable[T]],
+) -> list[T]:
+    """Run `one(bar, item)` for every item, PARALLEL at a time, under one progress bar of
+    `total` bytes (shown per `_progress`); the results in the items' order."""
+    bar = _progress(total, progress)
+    limit = asyncio.Semaphore(PARALLEL)
+
+    async def limited(item: X) -> T:
+        async with limit:
+            return await one(bar, item)
+
+    if bar:
+        bar.start()
+    try:
+        return list(await asyncio.gather(*(limited(item) for item in items)))
+    finally:
+        if bar:
+            bar.stop()
+
+
 async def _file_chunks(path: Path, progress: Progress | None, task: Any) -> AsyncIterator[bytes]:
     with open(path, "rb") as fh:  # noqa: ASYNC230 - reads go to a thread
         while chunk := await asyncio.to_thread(fh.read, CHUNK):
@@ -120,31 +146,22 @@ async def upload(
     progress: bool | None = None,
     timeout: float = 600.0,
 ) -> None:
-    bar = _progress(sum(ref.size for ref, _ in files), progress)
-    limit = asyncio.Semaphore(PARALLEL)
+    async def one(bar: Progress | None, item: tuple[ArtifactRef, Path]) -> None:
+        ref, path = item
+        task = bar.add_task(f"upload {ref.path}", total=ref.size) if bar else None
+        # re-sent (a fresh stream) if the API restarts: the staging key is this command's
+        resp = await retry.send(
+            http,
+            "PUT",
+            f"/api/v1/staging/{command_id}/{ref.path}",
+            fresh=lambda: {"content": _file_chunks(path, bar, task)},
+            headers={"X-Content-SHA256": ref.sha256, "Content-Length": str(ref.size)},
+            timeout=timeout,
+        )
+        if resp.status_code >= 400:
+            raise _error(resp)
 
-    async def one(ref: ArtifactRef, path: Path) -> None:
-        async with limit:
-            task = bar.add_task(f"upload {ref.path}", total=ref.size) if bar else None
-            # re-sent (a fresh stream) if the API restarts: the staging key is this command's
-            resp = await retry.send(
-                http,
-                "PUT",
-                f"/api/v1/staging/{command_id}/{ref.path}",
-                fresh=lambda: {"content": _file_chunks(path, bar, task)},
-                headers={"X-Content-SHA256": ref.sha256, "Content-Length": str(ref.size)},
-                timeout=timeout,
-            )
-            if resp.status_code >= 400:
-                raise _error(resp)
-
-    if bar:
-        bar.start()
-    try:
-        await asyncio.gather(*(one(ref, p) for ref, p in files))
-    finally:
-        if bar:
-            bar.stop()
+    await each_in_parallel(files, sum(ref.size for ref, _ in files), progress, one)
 
 
 async def download(
@@ -183,42 +200,33 @@ async def download_verified(
     its name only once its sha256 is the recorded one; a mismatch raises
     ArtifactIntegrityError and leaves no partial file. Up to PARALLEL files at once."""
     dest.mkdir(parents=True, exist_ok=True)
-    bar = _progress(sum(r.size for r in refs), progress)
-    limit = asyncio.Semaphore(PARALLEL)
 
-    async def one(ref: ArtifactRef) -> Path:
+    async def one(bar: Progress | None, ref: ArtifactRef) -> Path:
         target = dest / validate_artifact_path(ref.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         part = target.with_name(target.name + ".part")
         digest = hashlib.sha256()
-        async with limit:
-            task = bar.add_task(f"download {ref.path}", total=ref.size) if bar else None
-            try:
-                with open(part, "wb") as fh:  # noqa: ASYNC230 - writes go to a thread
-                    async for chunk in chunks(ref):
-                        digest.update(chunk)
-                        await asyncio.to_thread(fh.write, chunk)
-                        if bar is not None and task is not None:
-                            bar.advance(task, len(chunk))
-                if digest.hexdigest() != ref.sha256:
-                    raise ArtifactIntegrityError(
-                        f"{ref.path} of card {uid}: downloaded bytes hash to"
-                        f" {digest.hexdigest()}, the registry recorded {ref.sha256}; the stored"
-                        " file is corrupt or was changed - do not use it, tell the registry's"
-                        " operators"
-                    )
-                os.replace(part, target)
-            finally:
-                part.unlink(missing_ok=True)
+        task = bar.add_task(f"download {ref.path}", total=ref.size) if bar else None
+        try:
+            with open(part, "wb") as fh:  # noqa: ASYNC230 - writes go to a thread
+                async for chunk in chunks(ref):
+                    digest.update(chunk)
+                    await asyncio.to_thread(fh.write, chunk)
+                    if bar is not None and task is not None:
+                        bar.advance(task, len(chunk))
+            if digest.hexdigest() != ref.sha256:
+                raise ArtifactIntegrityError(
+                    f"{ref.path} of card {uid}: downloaded bytes hash to"
+                    f" {digest.hexdigest()}, the registry recorded {ref.sha256}; the stored"
+                    " file is corrupt or was changed - do not use it, tell the registry's"
+                    " operators"
+                )
+            os.replace(part, target)
+        finally:
+            part.unlink(missing_ok=True)
         return target
 
-    if bar:
-        bar.start()
-    try:
-        return list(await asyncio.gather(*(one(r) for r in refs)))
-    finally:
-        if bar:
-            bar.stop()
+    return await each_in_parallel(refs, sum(r.size for r in refs), progress, one)
 
 
 def rebuild(card: CardT, directory: Path) -> CardT:
